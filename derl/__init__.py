@@ -1,0 +1,32 @@
+"""derl: deep reinforcement learning in PyTorch.
+
+Four layers, data flowing one way: `Policy` acts, `EnvRunner` (plus wrappers and transforms)
+collects rollouts, `Alg` turns an `AlgLoss` into updates, and the factory builds them from a config.
+"""
+
+from derl import env
+from derl.alg import A2CLoss, Alg, AlgLoss, PPOLoss
+from derl.errors import UsageError
+from derl.factory import A2CConfig, PPOConfig, make_a2c, make_config, make_ppo
+from derl.logger import Logger
+from derl.models import make_model
+from derl.policies import ActorCriticPolicy
+from derl.runners import (
+    GAE,
+    EnvRunner,
+    MergeTimeBatch,
+    Minibatches,
+    NormalizeAdvantages,
+    Transform,
+    gae,
+)
+from derl.train import TrainResult, train
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "env", "A2CLoss", "Alg", "AlgLoss", "PPOLoss", "UsageError", "A2CConfig", "PPOConfig",
+    "make_a2c", "make_config", "make_ppo", "Logger", "make_model", "ActorCriticPolicy", "GAE",
+    "EnvRunner", "MergeTimeBatch", "Minibatches", "NormalizeAdvantages", "Transform", "gae",
+    "TrainResult", "train",
+]

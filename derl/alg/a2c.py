@@ -1,0 +1,26 @@
+"""A2C (Mnih et al. 2016, https://arxiv.org/abs/1602.01783), the synchronous variant."""
+
+from __future__ import annotations
+
+from derl.alg.base import AlgLoss, explained_variance
+from derl.types import Batch, LossOutput
+
+
+class A2CLoss(AlgLoss):
+    """-log pi(a|s) * A  +  c_v * (V(s) - R)^2  -  c_e * H[pi(.|s)]."""
+
+    def __init__(self, policy, value_loss_coef: float = 0.5, entropy_coef: float = 0.01):
+        self.policy, self.value_loss_coef, self.entropy_coef = policy, value_loss_coef, entropy_coef
+
+    def __call__(self, batch: Batch) -> LossOutput:
+        dist, values = self.policy(batch.obs)
+        policy_loss = -(dist.log_prob(batch.actions) * batch.advantages).mean()
+        value_loss = (values - batch.value_targets).pow(2).mean()
+        entropy = dist.entropy().mean()
+        loss = policy_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
+        return LossOutput(loss, {
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "entropy": entropy.detach(),
+            "explained_variance": explained_variance(batch.values, batch.value_targets),
+        })

@@ -1,0 +1,59 @@
+"""AlgLoss computes a loss and its metrics; Alg turns losses into updates over a runner."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from derl.types import Batch, LossOutput
+
+
+class AlgLoss(ABC):
+    """A loss over a batch. It returns its metrics instead of logging them."""
+
+    @abstractmethod
+    def __call__(self, batch: Batch) -> LossOutput: ...
+
+
+def explained_variance(predictions: Tensor, targets: Tensor) -> Tensor:
+    """1 - Var[targets - predictions] / Var[targets]: 1 is perfect, 0 is no better than the mean."""
+    return 1 - (targets - predictions).var() / targets.var().clamp_min(1e-8)
+
+
+def linear_schedule(start: float, num_steps: int, end: float = 0.0) -> Callable[[int], float]:
+    """`start` at step 0 falling linearly to `end` at `num_steps` (and staying there)."""
+    return lambda step: start + (end - start) * min(step / num_steps, 1.0)
+
+
+class Alg:
+    """`for batch in runner: loss -> backward -> clip -> optimizer step`, metrics to a logger."""
+
+    def __init__(self, runner, loss: AlgLoss, optimizer: torch.optim.Optimizer,
+                 max_grad_norm: float | None = None, lr: Callable[[int], float] | None = None):
+        self.runner, self.loss, self.optimizer = runner, loss, optimizer
+        self.max_grad_norm, self.lr = max_grad_norm, lr
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def step(self, batch: Batch) -> dict:
+        """One gradient update on `batch`; returns the metrics to log."""
+        if self.lr is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr(self.runner.step_count)
+        out = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        self.optimizer.step()
+        lr = self.optimizer.param_groups[0]["lr"]
+        return {**out.metrics, "loss": out.loss.detach(), "grad_norm": grad_norm, "lr": lr}
+
+    def learn(self, logger=None) -> None:
+        """Train until the runner has taken its `num_train_steps` env steps."""
+        for batch in self.runner:
+            metrics = self.step(batch)
+            if logger is not None:
+                logger.record(metrics, self.runner.step_count)

@@ -1,0 +1,7 @@
+"""Environments: `make(env_id, num_envs, seed)` returns a gymnasium vector env ready for training."""
+
+from derl.env.families import family
+from derl.env.make import make, make_single
+from derl.env.normalize import VecNormalize
+
+__all__ = ["make", "make_single", "family", "VecNormalize"]

@@ -1,0 +1,80 @@
+"""DeepMind Atari preprocessing on top of gymnasium's AtariPreprocessing.
+
+gymnasium covers noop reset, frame skip with max-pool and 84x84 gray. Its `terminal_on_life_loss`
+ends the *game* (the vector env then resets it), so life-loss terminals are written here the way
+baselines does: the episode ends for learning, the game goes on. Episode statistics sit below that
+wrapper and below reward clipping, so the reported return is the true game score.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import (
+    AtariPreprocessing,
+    FrameStackObservation,
+    RecordEpisodeStatistics,
+    TimeLimit,
+    TransformReward,
+)
+
+# 108k frames = 30 minutes of play, the usual cap (Machado et al. 2018).
+MAX_AGENT_STEPS = 108_000 // 4
+
+
+class EpisodicLife(gym.Wrapper):
+    """Terminate on life loss for learning; reset the game only when it is really over."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:  # a life was lost: continue the same game with a no-op
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        self.game_over = False
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE after every reset, for games that wait for it (Breakout would idle otherwise)."""
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
+def make_atari(env_id: str, render_mode: str | None = None) -> gym.Env:
+    """One Atari env with the DeepMind preprocessing; observations are [4, 84, 84] uint8."""
+    kwargs = {"render_mode": render_mode}
+    if not env_id.split(":")[-1].split("/")[-1].split("-")[0].endswith("NoFrameskip"):
+        kwargs["frameskip"] = 1  # AtariPreprocessing skips frames itself; v5 ids keep sticky actions
+    env = gym.make(env_id, **kwargs)
+    env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
+    env = TimeLimit(env, MAX_AGENT_STEPS)
+    env = RecordEpisodeStatistics(env)  # true score: below life loss and reward clipping
+    env = EpisodicLife(env)
+    if "FIRE" in env.unwrapped.get_action_meanings():
+        env = FireReset(env)
+    env = FrameStackObservation(env, 4)
+    env = TransformReward(env, lambda r: float(np.sign(r)))
+    return env

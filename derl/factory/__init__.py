@@ -1,0 +1,50 @@
+"""The factory: one typed config per algorithm, presets by env family, and a registry of algorithms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from derl.env.families import family
+from derl.errors import UsageError
+from derl.factory import a2c, ppo
+from derl.factory.a2c import A2CConfig, make_a2c
+from derl.factory.config import FAMILIES, Config, build_config, hp
+from derl.factory.ppo import PPOConfig, make_ppo
+
+
+@dataclass(frozen=True)
+class AlgSpec:
+    """What the CLI and `train` need to know about one algorithm."""
+
+    name: str
+    config_cls: type[Config]
+    presets: dict[str, dict]
+    make: Callable
+    summary: str
+
+
+ALGS: dict[str, AlgSpec] = {
+    "ppo": AlgSpec("ppo", PPOConfig, ppo.PRESETS, make_ppo, "Proximal Policy Optimization"),
+    "a2c": AlgSpec("a2c", A2CConfig, a2c.PRESETS, make_a2c, "Advantage Actor-Critic"),
+}
+
+
+def get_alg(name: str) -> AlgSpec:
+    if name not in ALGS:
+        raise UsageError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGS)}")
+    return ALGS[name]
+
+
+def spec_of(config: Config) -> AlgSpec:
+    return next(spec for spec in ALGS.values() if type(config) is spec.config_cls)
+
+
+def make_config(alg: str, env_id: str, **overrides) -> Config:
+    """The config of `alg` for `env_id`: its family's preset with `overrides` on top."""
+    spec = get_alg(alg)
+    return build_config(spec.config_cls, spec.presets, family(env_id), env_id=env_id, **overrides)
+
+
+__all__ = ["ALGS", "AlgSpec", "Config", "FAMILIES", "PPOConfig", "A2CConfig", "make_config",
+           "make_ppo", "make_a2c", "get_alg", "spec_of", "hp"]

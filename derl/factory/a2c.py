@@ -1,0 +1,62 @@
+"""A2C: config, presets, and the factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from derl.alg import A2CLoss, Alg, linear_schedule
+from derl.factory.config import Config, hp
+from derl.models import make_model
+from derl.policies import ActorCriticPolicy
+from derl.runners import GAE, EnvRunner, MergeTimeBatch, NormalizeAdvantages, Transform
+
+
+@dataclass(frozen=True)
+class A2CConfig(Config):
+    num_runner_steps: int = hp(5, "env steps per env per update")
+    gae_lambda: float = hp(1.0, "GAE lambda (1.0 is the plain n-step advantage of the paper)")
+    value_loss_coef: float = hp(0.5, "value loss weight")
+    entropy_coef: float = hp(0.01, "entropy bonus weight")
+    normalize_advantages: bool = hp(False, "normalise advantages within each batch")
+    lr: float = hp(7e-4, "RMSprop learning rate")
+    anneal_lr: bool = hp(True, "anneal the learning rate linearly to 0 over training")
+    rmsprop_alpha: float = hp(0.99, "RMSprop smoothing constant")
+    optimizer_eps: float = hp(1e-5, "RMSprop epsilon")
+    max_grad_norm: float = hp(0.5, "clip the global gradient norm to this value")
+
+    def validate(self) -> None:
+        super().validate()
+        self.check(self.num_runner_steps >= 1, "--num-runner-steps must be >= 1")
+        self.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        self.check(0 <= self.gae_lambda <= 1, f"--gae-lambda must be in [0, 1], got {self.gae_lambda}")
+        self.check(self.max_grad_norm > 0, f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
+
+
+PRESETS = {
+    # openai baselines A2C on Atari.
+    "atari": dict(num_envs=8, num_train_steps=10_000_000),
+    # rl-zoo's HalfCheetah A2C recipe (without its log-std and init tweaks).
+    "mujoco": dict(num_envs=4, num_train_steps=1_000_000, num_runner_steps=8, gae_lambda=0.9,
+                   value_loss_coef=0.4, entropy_coef=0.0, lr=9.6e-4, normalize=True),
+    # rl-zoo's CartPole-v1 recipe.
+    "classic": dict(num_envs=8, num_train_steps=500_000, entropy_coef=0.0),
+}
+
+
+def make_a2c(config: A2CConfig, env, device: torch.device, logger=None) -> Alg:
+    """A2C as a recipe: policy -> runner -> n-step (GAE) advantages -> one update per rollout."""
+    policy = ActorCriticPolicy(
+        make_model(env.single_observation_space, env.single_action_space), env.single_action_space
+    ).to(device)
+    runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
+    transforms = [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()]
+    if config.normalize_advantages:
+        transforms.append(NormalizeAdvantages())
+    runner = Transform(runner, transforms)
+    loss = A2CLoss(policy, config.value_loss_coef, config.entropy_coef)
+    optimizer = torch.optim.RMSprop(policy.parameters(), lr=config.lr, alpha=config.rmsprop_alpha,
+                                    eps=config.optimizer_eps)
+    lr = linear_schedule(config.lr, config.num_train_steps) if config.anneal_lr else None
+    return Alg(runner, loss, optimizer, config.max_grad_norm, lr)

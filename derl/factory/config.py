@@ -1,0 +1,58 @@
+"""Typed configs: options shared by every algorithm, validation, and presets picked by env family."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from derl.errors import UsageError
+
+FAMILIES = ("atari", "mujoco", "classic")
+
+
+def hp(default: Any, help: str) -> Any:
+    """A config field with its help text (shown by `derl <alg> -h`)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options every algorithm shares."""
+
+    env_id: str = hp("CartPole-v1", "gymnasium env id; picks the atari / mujoco / classic preset")
+    seed: int = hp(0, "seed of torch, numpy and the envs (env i gets seed + i)")
+    device: str = hp("auto", "auto (cuda when available), cpu or cuda[:N]")
+    logdir: str | None = hp(None, "where TensorBoard events and config.json go "
+                                  "(default runs/<env>/<alg>-seed<seed>-<time>)")
+    num_envs: int = hp(8, "number of envs stepped together")
+    vectorization: str = hp("sync", "sync (one process) or async (one process per env)")
+    num_train_steps: int = hp(1_000_000, "env steps to train for, summed over envs")
+    normalize: bool = hp(False, "running observation and reward normalisation")
+    gamma: float = hp(0.99, "discount factor")
+
+    def check(self, ok: bool, message: str) -> None:
+        if not ok:
+            raise UsageError(message)
+
+    def validate(self) -> None:
+        """Raise UsageError for values that cannot work; subclasses add their own checks."""
+        self.check(self.num_envs >= 1, f"--num-envs must be >= 1, got {self.num_envs}")
+        self.check(self.num_train_steps >= 1,
+                   f"--num-train-steps must be >= 1, got {self.num_train_steps}")
+        self.check(self.vectorization in ("sync", "async"),
+                   f"--vectorization must be sync or async, got {self.vectorization!r}")
+        self.check(0 <= self.gamma <= 1, f"--gamma must be in [0, 1], got {self.gamma}")
+        self.check(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
+                   f"--device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+
+def build_config(config_cls: type, presets: dict[str, dict], family: str, **overrides) -> Config:
+    """The family's preset with `overrides` on top; unknown keys and bad values are UsageErrors."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise UsageError(f"unknown hyperparameter(s) for {config_cls.__name__}: {', '.join(unknown)}")
+    config = config_cls(**{**presets[family], **overrides})
+    config.validate()
+    return config

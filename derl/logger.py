@@ -1,0 +1,89 @@
+"""The one logger: TensorBoard scalars and a progress bar, every scalar on the env-step axis.
+
+Runners and algorithms hand it numbers; it never reaches back into them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+
+import torch
+from tqdm import tqdm
+
+
+class Logger:
+    """Averages the metrics of all updates at one env step and writes them when the step moves on."""
+
+    def __init__(self, logdir: str | None, total_steps: int, rank: int = 0, progress: bool = True):
+        self.logdir = logdir if rank == 0 else None  # other ranks only count
+        self._writer = None
+        self.bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True,
+                        disable=not progress or rank != 0)
+        self.recent_returns: deque[float] = deque(maxlen=100)
+        self.pending: dict[str, list] = defaultdict(list)
+        self.step = 0
+        self.last_time, self.last_step = time.perf_counter(), 0
+
+    @property
+    def writer(self):
+        """Opened at the first scalar, so that a run refused while being built writes nothing."""
+        if self._writer is None and self.logdir is not None:
+            from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
+
+            self._writer = SummaryWriter(self.logdir)
+        return self._writer
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    def episode(self, episode_return: float, length: int, step: int) -> None:
+        """One finished episode (the true return: Atari game score, unnormalised reward)."""
+        self.recent_returns.append(episode_return)
+        self.scalar("episode/return", episode_return, step)
+        self.scalar("episode/length", length, step)
+
+    def record(self, metrics: dict, step: int) -> None:
+        """Metrics of one update made when `step` env steps had been taken."""
+        if step != self.step:
+            self.flush()
+            self.step = step
+        for key, value in metrics.items():
+            self.pending[key].append(value.detach() if isinstance(value, torch.Tensor) else value)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        means = {k: _mean(v) for k, v in self.pending.items()}
+        for key, value in means.items():
+            self.scalar(f"train/{key}", value, self.step)
+        self.pending.clear()
+        now = time.perf_counter()
+        sps = (self.step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, self.step
+        self.scalar("time/sps", sps, self.step)
+        self.bar.update(min(self.step, self.bar.total) - self.bar.n)
+        postfix = {"sps": f"{sps:.0f}"}
+        if self.recent_returns:
+            postfix["return"] = f"{self.mean_return():.1f}"
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def mean_return(self) -> float:
+        """Mean return of the last 100 episodes (nan before the first one ends)."""
+        if not self.recent_returns:
+            return float("nan")
+        return sum(self.recent_returns) / len(self.recent_returns)
+
+    def close(self) -> None:
+        self.flush()
+        self.bar.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _mean(values: list) -> float:
+    """Mean of floats or of 0-d tensors; tensors are stacked first, so one device sync per key."""
+    if isinstance(values[0], torch.Tensor):
+        return torch.stack([v.double() for v in values]).mean().item()
+    return sum(values) / len(values)

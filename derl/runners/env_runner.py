@@ -1,0 +1,73 @@
+"""EnvRunner: steps a vector env with a policy and yields rollouts of tensors on the learner's device."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from derl.models import is_image
+from derl.types import Batch, Rollout
+
+
+class EnvRunner:
+    """Yields `Rollout`s of `num_steps` steps per env until `num_train_steps` env steps are taken."""
+
+    def __init__(self, env: gym.vector.VectorEnv, policy, num_steps: int, num_train_steps: int,
+                 device: torch.device | str = "cpu", logger=None):
+        self.env, self.policy, self.num_steps = env, policy, num_steps
+        self.num_train_steps, self.device, self.logger = num_train_steps, torch.device(device), logger
+        self.num_envs = env.num_envs
+        self.step_count = 0
+        self.obs: torch.Tensor | None = None
+        space = env.single_observation_space
+        self.obs_dtype = torch.uint8 if is_image(space) else torch.float32
+
+    def to_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(obs), device=self.device).to(self.obs_dtype)
+
+    def __iter__(self):
+        if self.obs is None:
+            self.obs = self.to_tensor(self.env.reset()[0])
+        while self.step_count < self.num_train_steps:
+            yield self.collect()
+
+    def collect(self) -> Rollout:
+        """Run `num_steps` steps in every env."""
+        T, N = self.num_steps, self.num_envs
+        steps: dict[str, list] = {k: [] for k in (
+            "obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated")}
+        final_obs, final_index = [], []
+        for t in range(T):
+            out = self.policy.act(self.obs)
+            next_obs, rewards, terminated, truncated, info = self.env.step(
+                self.policy.env_actions(out["actions"]))
+            self.step_count += N
+            for key in ("actions", "log_probs", "values"):
+                steps[key].append(out[key])
+            steps["obs"].append(self.obs)
+            steps["rewards"].append(rewards)
+            steps["terminated"].append(terminated)
+            steps["truncated"].append(truncated)
+            for i in np.flatnonzero(truncated & ~terminated):  # time limit: keep the real last obs
+                final_obs.append(info["final_obs"][i])
+                final_index.append((t, i))
+            if "final_info" in info:
+                self.report_episodes(info["final_info"])
+            self.obs = self.to_tensor(next_obs)
+        batch = Batch(**{k: torch.stack(steps[k]) for k in ("obs", "actions", "log_probs", "values")},
+                      **{k: torch.as_tensor(np.stack(steps[k]), device=self.device).float()
+                         for k in ("rewards", "terminated", "truncated")})
+        return Rollout(
+            steps=batch,
+            last_obs=self.obs,
+            final_obs=self.to_tensor(np.stack(final_obs)) if final_obs else self.obs[:0],
+            final_index=torch.as_tensor(final_index, dtype=torch.long, device=self.device).view(-1, 2),
+        )
+
+    def report_episodes(self, final_info: dict) -> None:
+        if self.logger is None or "episode" not in final_info:
+            return
+        episode, mask = final_info["episode"], final_info["_episode"]
+        for i in np.flatnonzero(mask):
+            self.logger.episode(float(episode["r"][i]), int(episode["l"][i]), self.step_count)

@@ -1,0 +1,65 @@
+"""Rollout transforms: GAE, merging time and batch, advantage normalisation."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from derl.types import Batch, Rollout
+
+
+def gae(rewards: Tensor, values: Tensor, last_value: Tensor, terminated: Tensor, truncated: Tensor,
+        final_values: Tensor, gamma: float, lam: float) -> Tensor:
+    """Generalized advantage estimates (Schulman et al. 2016, https://arxiv.org/abs/1506.02438).
+
+    Shapes [T, N] (`last_value` [N]). A terminated step has no future. A truncated step (time limit)
+    bootstraps from `final_values`, the value of its real last observation, and then the
+    recursion stops, because the next observation belongs to a new episode.
+    """
+    next_values = torch.cat([values[1:], last_value[None]])
+    next_values = torch.where(truncated.bool(), final_values, next_values) * (1 - terminated)
+    deltas = rewards + gamma * next_values - values
+    continues = 1 - torch.maximum(terminated, truncated)
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(last_value)
+    for t in reversed(range(rewards.shape[0])):
+        running = deltas[t] + gamma * lam * continues[t] * running
+        advantages[t] = running
+    return advantages
+
+
+class GAE:
+    """Adds `advantages` and `value_targets` (= advantages + values) to a rollout."""
+
+    def __init__(self, policy, gamma: float = 0.99, lam: float = 0.95):
+        self.policy, self.gamma, self.lam = policy, gamma, lam
+
+    def __call__(self, rollout: Rollout) -> Rollout:
+        steps = rollout.steps
+        final_values = torch.zeros_like(steps.values)
+        if len(rollout.final_index):
+            t, i = rollout.final_index.unbind(1)
+            final_values[t, i] = self.policy.value(rollout.final_obs)
+        steps.advantages = gae(
+            steps.rewards, steps.values, self.policy.value(rollout.last_obs),
+            steps.terminated, steps.truncated, final_values, self.gamma, self.lam)
+        steps.value_targets = steps.advantages + steps.values
+        return rollout
+
+
+class MergeTimeBatch:
+    """[T, N, ...] rollout steps -> one [T * N, ...] batch."""
+
+    def __call__(self, rollout: Rollout) -> Batch:
+        return Batch(**{k: v.flatten(0, 1) for k, v in vars(rollout.steps).items()})
+
+
+class NormalizeAdvantages:
+    """Advantages to zero mean and unit std within a batch (as in openai baselines' PPO)."""
+
+    def __init__(self, eps: float = 1e-8):
+        self.eps = eps
+
+    def __call__(self, batch: Batch) -> Batch:
+        adv = batch.advantages
+        return Batch(**{**vars(batch), "advantages": (adv - adv.mean()) / (adv.std() + self.eps)})

@@ -1,0 +1,45 @@
+"""Runner wrappers: compose on an EnvRunner and are iterated the same way."""
+
+from __future__ import annotations
+
+import torch
+
+
+class RunnerWrapper:
+    """Delegates attributes (step_count, env, policy, ...) to the wrapped runner."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
+
+
+class Transform(RunnerWrapper):
+    """Applies callables in order to every item the wrapped runner yields."""
+
+    def __init__(self, runner, transforms):
+        super().__init__(runner)
+        self.transforms = list(transforms)
+
+    def __iter__(self):
+        for item in self.runner:
+            for transform in self.transforms:
+                item = transform(item)
+            yield item
+
+
+class Minibatches(RunnerWrapper):
+    """Yields `num_minibatches` shuffled minibatches per epoch, `num_epochs` times per batch."""
+
+    def __init__(self, runner, num_epochs: int, num_minibatches: int):
+        super().__init__(runner)
+        self.num_epochs, self.num_minibatches = num_epochs, num_minibatches
+
+    def __iter__(self):
+        for batch in self.runner:
+            size = len(batch)
+            for _ in range(self.num_epochs):
+                perm = torch.randperm(size, device=batch.obs.device)
+                for idx in perm.chunk(self.num_minibatches):
+                    yield batch.index(idx)
