@@ -18,8 +18,8 @@ class Logger:
     def __init__(self, logdir: str | None, total_steps: int, rank: int = 0, progress: bool = True):
         self.logdir = logdir if rank == 0 else None  # other ranks only count
         self._writer = None
-        self.bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True,
-                        disable=not progress or rank != 0)
+        self.total_steps, self.show_progress = total_steps, progress and rank == 0
+        self._bar = None
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.pending: dict[str, list] = defaultdict(list)
         self.step = 0
@@ -33,6 +33,14 @@ class Logger:
 
             self._writer = SummaryWriter(self.logdir)
         return self._writer
+
+    @property
+    def bar(self) -> tqdm:
+        """Shown from the first update on, so that a refused run prints nothing but its error."""
+        if self._bar is None:
+            self._bar = tqdm(total=self.total_steps, unit="step", dynamic_ncols=True,
+                             disable=not self.show_progress)
+        return self._bar
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
@@ -77,7 +85,8 @@ class Logger:
 
     def close(self) -> None:
         self.flush()
-        self.bar.close()
+        if self._bar is not None:
+            self._bar.close()
         if self._writer is not None:
             self._writer.close()
 

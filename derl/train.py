@@ -46,6 +46,7 @@ class TrainResult:
     logdir: Path
     mean_return: float  # over the last 100 episodes
     env_steps: int
+    recent_returns: list[float]  # the last 100 episode returns, oldest first
 
 
 def train(config: Config, progress: bool = True) -> TrainResult:
@@ -71,4 +72,5 @@ def train(config: Config, progress: bool = True) -> TrainResult:
             logger.close()
     finally:
         env.close()
-    return TrainResult(alg, logdir, logger.mean_return(), alg.runner.step_count)
+    return TrainResult(alg, logdir, logger.mean_return(), alg.runner.step_count,
+                       list(logger.recent_returns))

@@ -51,7 +51,7 @@ def spec(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of `env_id`, or a UsageError that suggests close matches."""
     register_ids(env_id)
     try:
-        return gym.spec(env_id)
+        return gym.spec(env_id.split(":")[-1])  # `module:Id` was imported above
     except gym.error.Error:
         name = env_id.split(":")[-1]
         close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)

@@ -1,0 +1,103 @@
+"""The `derl` command, run in-process on tiny budgets, and its answers to bad input."""
+
+import json
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from derl.cli import main
+
+TINY = {
+    "CartPole-v1": ["--num-train-steps", "2048"],
+    "BreakoutNoFrameskip-v4": ["--num-train-steps", "256", "--num-envs", "2",
+                               "--num-runner-steps", "64"],
+    "HalfCheetah-v5": ["--num-train-steps", "512", "--num-runner-steps", "256",
+                       "--num-minibatches", "4", "--num-epochs", "2"],
+}
+
+
+def scalars(logdir):
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("env_id", list(TINY))
+def test_ppo_runs_and_logs_on_the_env_step_axis(env_id, tmp_path):
+    logdir = tmp_path / "run"
+    assert main(["ppo", "--env-id", env_id, "--logdir", str(logdir), "--seed", "1", *TINY[env_id]]) == 0
+    config = json.loads((logdir / "config.json").read_text())
+    assert config["alg"] == "ppo" and config["env_id"] == env_id and config["seed"] == 1
+    tags = scalars(logdir)
+    for tag in ("train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl",
+                "train/clip_fraction", "train/explained_variance", "train/grad_norm", "train/lr",
+                "time/sps"):
+        assert tag in tags, tag
+    steps = [event.step for event in tags["train/policy_loss"]]
+    num_train_steps = int(TINY[env_id][1])
+    assert steps == sorted(steps) and steps[-1] >= num_train_steps  # env steps, not updates
+    if env_id == "CartPole-v1":
+        assert "episode/return" in tags and "episode/length" in tags
+
+
+def test_a2c_runs(tmp_path):
+    assert main(["a2c", "--env-id", "CartPole-v1", "--logdir", str(tmp_path / "a"),
+                 "--num-train-steps", "1000"]) == 0
+    assert "train/explained_variance" in scalars(tmp_path / "a")
+
+
+def test_help_shows_the_family_preset(capsys):
+    assert main(["ppo", "--env-id", "HalfCheetah-v5", "-h"]) == 0
+    text = capsys.readouterr().out
+    assert "mujoco preset" in text and "2048" in text
+    assert main(["ppo", "--env-id", "BreakoutNoFrameskip-v4", "-h"]) == 0
+    assert "atari preset" in capsys.readouterr().out
+
+
+BAD = [
+    (["ppo", "--env-id", "CartPol-v1"], "CartPole-v1"),
+    (["ppo", "--env-id", "CartPole-v1", "--target-update-period", "5"], "unknown flag"),
+    (["a2c", "--env-id", "CartPole-v1", "--num-epochs", "5"], "flag of ppo"),
+    (["ppo", "--env-id", "CartPole-v1", "--lr", "-1"], "--lr must be > 0"),
+    (["ppo", "--env-id", "CartPole-v1", "--num-minibatches", "7"], "does not divide"),
+    (["ppo", "--env-id", "CartPole-v1", "--num-envs", "abc"], "invalid integer value"),
+    (["ppo", "--env-id", "CartPole-v1", "--device", "tpu"], "--device"),
+    (["ppo", "--env-id", "FrozenLake-v1"], "observation space"),
+    (["sac", "--env-id", "CartPole-v1"], "unknown algorithm"),
+    (["ppo"], "--env-id is required"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD)
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    logdir = tmp_path / "never"
+    assert main([*argv, "--logdir", str(logdir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not logdir.exists()
+
+
+def test_missing_extra_names_the_install_command(monkeypatch, tmp_path, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ale(name, *args, **kwargs):
+        if name == "ale_py":
+            raise ImportError("no ale_py")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ale)
+    monkeypatch.setattr("importlib.import_module", lambda name: no_ale(name))
+    assert main(["ppo", "--env-id", "PongNoFrameskip-v4", "--logdir", str(tmp_path / "x")]) == 2
+    assert 'pip install "derl[atari]"' in capsys.readouterr().err
+
+
+def test_existing_run_is_never_overwritten(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    argv = ["ppo", "--env-id", "CartPole-v1", "--logdir", str(logdir), "--num-train-steps", "256"]
+    assert main(argv) == 0
+    before = (logdir / "config.json").read_text()
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (logdir / "config.json").read_text() == before

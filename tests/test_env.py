@@ -1,0 +1,78 @@
+"""derl.env.make: families, Atari preprocessing, normalisation, seeding."""
+
+import numpy as np
+import pytest
+
+import derl
+from derl.env import VecNormalize, family, make, make_single
+from derl.errors import UsageError
+
+
+def test_families():
+    assert family("CartPole-v1") == "classic"
+    assert family("BreakoutNoFrameskip-v4") == "atari"
+    assert family("ALE/Pong-v5") == "atari"
+    assert family("HalfCheetah-v5") == "mujoco"
+    assert family("HalfCheetahBulletEnv-v0") == "mujoco"
+    assert family("gymnasium.envs.classic_control:CartPole-v1") == "classic"
+
+
+def test_unknown_id_suggests_close_matches():
+    with pytest.raises(UsageError, match="CartPole-v1"):
+        family("CartPol-v1")
+
+
+@pytest.mark.parametrize("env_id", ["BreakoutNoFrameskip-v4", "ALE/Breakout-v5"])
+def test_atari_preprocessing(env_id):
+    env = make(env_id, num_envs=2, seed=0)
+    assert env.single_observation_space.shape == (4, 84, 84)
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == np.uint8 and obs.shape == (2, 4, 84, 84)
+    env.close()
+
+
+def test_atari_life_loss_ends_learning_episodes_but_not_the_game():
+    env = make_single("BreakoutNoFrameskip-v4")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    learning_episodes, clipped_sum, steps = 0, 0.0, 0
+    while True:
+        _, reward, terminated, truncated, info = env.step(int(rng.integers(4)))
+        assert reward in (-1.0, 0.0, 1.0)
+        clipped_sum += reward
+        steps += 1
+        if terminated or truncated:
+            learning_episodes += 1
+            if "episode" in info:  # the game is over: statistics of the whole game
+                break
+            env.reset()  # a lost life: the same game goes on
+    assert learning_episodes == 5  # Breakout has 5 lives
+    assert info["episode"]["l"] >= steps  # plus the FIRE presses after each reset
+    assert info["episode"]["r"] >= clipped_sum  # true score, not clipped rewards
+    env.close()
+
+
+def test_mujoco_is_normalised_and_statistics_can_be_restored():
+    env = make("HalfCheetah-v5", num_envs=2, seed=0)
+    assert isinstance(env, VecNormalize)
+    env.reset(seed=0)
+    for _ in range(20):
+        obs, reward, *_ = env.step(env.action_space.sample())
+    assert np.abs(obs).max() <= 10.0
+    state = env.state_dict()
+    other = make("HalfCheetah-v5", num_envs=2, seed=1)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.obs_rms.mean, env.obs_rms.mean)
+    env.close(), other.close()
+
+
+def test_same_seed_same_episode_returns(tmp_path):
+    def run(seed):
+        config = derl.make_config("ppo", "CartPole-v1", seed=seed, num_train_steps=3000,
+                                  device="cpu", logdir=str(tmp_path / f"{seed}-{np.random.rand()}"))
+        return derl.train(config, progress=False).recent_returns
+
+    first, second, other = run(3), run(3), run(4)
+    assert len(first) > 10
+    assert first == second
+    assert first != other

@@ -1,0 +1,101 @@
+"""Runner plumbing with a constant-value policy on a tiny counting env."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
+
+from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, Transform
+
+
+class Counter(gym.Env):
+    """obs = steps taken; reward 1; terminates after `terminate_at` steps (not registered anywhere)."""
+
+    observation_space = gym.spaces.Box(0, 100, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, terminate_at=100):
+        self.terminate_at = terminate_at
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, self.t >= self.terminate_at, False, {}
+
+
+class ConstantPolicy(torch.nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.v = value
+
+    def act(self, obs, deterministic=False):
+        n = obs.shape[0]
+        return {"actions": torch.zeros(n, dtype=torch.long), "log_probs": torch.zeros(n),
+                "values": torch.full((n,), self.v)}
+
+    def env_actions(self, actions):
+        return actions.numpy()
+
+    def value(self, obs):
+        return torch.full((obs.shape[0],), self.v)
+
+
+class Log:
+    def __init__(self):
+        self.episodes = []
+
+    def episode(self, ret, length, step):
+        self.episodes.append((ret, length, step))
+
+
+def make_env(terminate_at, time_limit):
+    fns = [lambda: RecordEpisodeStatistics(TimeLimit(Counter(terminate_at), time_limit))] * 2
+    env = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    env.reset(seed=0)
+    return env
+
+
+def test_rollout_shapes_counts_and_truncation():
+    log = Log()
+    runner = EnvRunner(make_env(terminate_at=100, time_limit=4), ConstantPolicy(2.0), num_steps=6,
+                       num_train_steps=12, logger=log)
+    rollouts = list(runner)
+    assert len(rollouts) == 1 and runner.step_count == 12
+    steps = rollouts[0].steps
+    assert steps.obs.shape == (6, 2, 1) and steps.rewards.shape == (6, 2)
+    # Time limit after 4 steps: step index 3 is truncated; the next obs is a reset obs (0).
+    assert steps.truncated[:, 0].tolist() == [0, 0, 0, 1, 0, 0]
+    assert steps.terminated.sum() == 0
+    assert steps.obs[:, 0, 0].tolist() == [0, 1, 2, 3, 0, 1]
+    assert rollouts[0].final_index.tolist() == [[3, 0], [3, 1]]
+    assert rollouts[0].final_obs[:, 0].tolist() == [4.0, 4.0]  # the real last observation
+    assert [(r, n) for r, n, _ in log.episodes] == [(4.0, 4), (4.0, 4)]
+
+
+def test_gae_bootstraps_truncation_but_not_termination():
+    gamma = 0.5
+    for terminate_at, time_limit, bootstrap in ((3, 100, False), (100, 3, True)):
+        policy = ConstantPolicy(2.0)
+        runner = EnvRunner(make_env(terminate_at, time_limit), policy, 4, 8)
+        rollout = GAE(policy, gamma, lam=1.0)(next(iter(runner)))
+        adv = rollout.steps.advantages[:, 0]
+        # step 2 ends the episode: delta = 1 + gamma * (2 if truncated else 0) - 2
+        assert adv[2].item() == pytest.approx(1 + gamma * 2 * bootstrap - 2)
+        # step 3 starts a new episode and bootstraps from V(last_obs)=2
+        assert adv[3].item() == pytest.approx(1 + gamma * 2 - 2)
+
+
+def test_minibatches_cover_the_batch_each_epoch():
+    policy = ConstantPolicy(0.0)
+    runner = EnvRunner(make_env(100, 100), policy, 8, 16)
+    runner = Minibatches(Transform(runner, [GAE(policy), MergeTimeBatch()]), 2, 4)
+    batches = list(runner)
+    assert len(batches) == 8 and all(len(b) == 4 for b in batches)
+    first_epoch = torch.cat([b.obs[:, 0] for b in batches[:4]]).sort().values
+    assert first_epoch.tolist() == sorted([float(t) for t in range(8)] * 2)
