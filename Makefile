@@ -1,0 +1,35 @@
+# `make demo` and `make test` each set up .venv from scratch (if needed) and run.
+# TORCH: the torch wheel to install first. 2.13.0 is a local CPU wheel on our build machines;
+# elsewhere pick what suits your hardware, e.g. `make test TORCH=torch`.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-all lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[all]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/derl ppo --env-id CartPole-v1 --seed 0
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+test-all: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check derl tests benchmarks
+	$(BIN)/ruff format --check derl tests benchmarks
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_ppo.py
+
+clean:
+	rm -rf $(VENV) runs
