@@ -15,15 +15,16 @@ from tqdm import tqdm
 class Logger:
     """Averages the metrics of all updates at one env step and writes them when the step moves on."""
 
-    def __init__(self, logdir: str | None, total_steps: int, rank: int = 0, progress: bool = True):
+    def __init__(self, logdir: str | None, total_steps: int, rank: int = 0, progress: bool = True,
+                 start_step: int = 0):
         self.logdir = logdir if rank == 0 else None  # other ranks only count
         self._writer = None
         self.total_steps, self.show_progress = total_steps, progress and rank == 0
         self._bar = None
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.pending: dict[str, list] = defaultdict(list)
-        self.step = 0
-        self.last_time, self.last_step = time.perf_counter(), 0
+        self.step = self.start_step = start_step
+        self.last_time, self.last_step = time.perf_counter(), start_step
 
     @property
     def writer(self):
@@ -31,15 +32,16 @@ class Logger:
         if self._writer is None and self.logdir is not None:
             from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
 
-            self._writer = SummaryWriter(self.logdir)
+            # A resumed run drops what the interrupted one wrote after its checkpoint.
+            self._writer = SummaryWriter(self.logdir, purge_step=self.start_step or None)
         return self._writer
 
     @property
     def bar(self) -> tqdm:
         """Shown from the first update on, so that a refused run prints nothing but its error."""
         if self._bar is None:
-            self._bar = tqdm(total=self.total_steps, unit="step", dynamic_ncols=True,
-                             disable=not self.show_progress)
+            self._bar = tqdm(total=self.total_steps, initial=self.start_step, unit="step",
+                             dynamic_ncols=True, disable=not self.show_progress)
         return self._bar
 
     def scalar(self, tag: str, value: float, step: int) -> None:
@@ -76,6 +78,12 @@ class Logger:
         if self.recent_returns:
             postfix["return"] = f"{self.mean_return():.1f}"
         self.bar.set_postfix(postfix, refresh=False)
+
+    def state_dict(self) -> dict:
+        return {"recent_returns": list(self.recent_returns)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recent_returns.extend(state["recent_returns"])
 
     def mean_return(self) -> float:
         """Mean return of the last 100 episodes (nan before the first one ends)."""

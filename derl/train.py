@@ -1,5 +1,7 @@
-"""`train(config)`: env -> algorithm -> logdir -> learn. Everything that can be refused is checked
-before anything is written."""
+"""`train(config)` and `resume(logdir)`: env -> algorithm -> logdir -> learn, with checkpoints.
+
+Everything that can be refused is checked before anything is written.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +9,9 @@ import dataclasses
 import json
 import random
 import re
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +20,13 @@ import numpy as np
 import torch
 
 import derl.env
+from derl import checkpoint
 from derl.alg import Alg
 from derl.errors import UsageError
-from derl.factory import Config, spec_of
+from derl.factory import Config, get_alg, spec_of
 from derl.logger import Logger
+
+FORMAT = 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -35,9 +43,83 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def default_logdir(alg: str, config: Config) -> Path:
     env_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.env_id)
     return Path("runs") / env_name / f"{alg}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def full_state(alg: Alg, config: Config, logger: Logger) -> dict:
+    """Everything a resumed run needs to continue as if it had never stopped."""
+    return {"format": FORMAT, "alg": spec_of(config).name, "config": dataclasses.asdict(config),
+            "state": alg.state_dict(), "rng": rng_state(), "logger": logger.state_dict()}
+
+
+def config_from_dict(data: dict) -> Config:
+    """The config saved in config.json or a checkpoint (extra keys such as `alg` are ignored)."""
+    cls = get_alg(data["alg"]).config_cls
+    return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+class Interrupted(Exception):
+    """Ctrl-C was pressed: a checkpoint has been written."""
+
+
+class Lifecycle:
+    """Runs between rollouts: periodic checkpoints and evaluation; Ctrl-C stops at the next one."""
+
+    def __init__(self, alg: Alg, config: Config, logdir: Path, logger: Logger):
+        self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
+        self.last_checkpoint = self.last_eval = alg.runner.step_count
+        self.stop_requested = False
+
+    def __call__(self, step: int) -> None:
+        if self.stop_requested:
+            self.checkpoint(step)
+            raise Interrupted
+        if step - self.last_checkpoint >= self.config.checkpoint_every:
+            self.checkpoint(step)
+        if self.config.eval_every and step - self.last_eval >= self.config.eval_every:
+            self.evaluate(step)
+
+    def checkpoint(self, step: int) -> Path:
+        self.logger.flush()
+        path = checkpoint.save(full_state(self.alg, self.config, self.logger),
+                               checkpoint.checkpoint_path(self.logdir, step))
+        checkpoint.prune(self.logdir, self.config.keep_checkpoints)
+        self.last_checkpoint = step
+        return path
+
+    def evaluate(self, step: int) -> None:
+        from derl.evaluate import evaluate
+
+        env = self.alg.runner.env
+        returns = evaluate(self.alg.runner.policy, self.config.env_id, self.config.eval_episodes,
+                           normalizer=env if isinstance(env, derl.env.VecNormalize) else None)
+        self.logger.scalar("eval/return", float(returns.mean()), step)
+        self.last_eval = step
+
+    def on_sigint(self, signum, frame) -> None:
+        if self.stop_requested:  # pressed twice: stop now
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        print("\nderl: stopping after this update to write a checkpoint (Ctrl-C again to quit "
+              "now)", file=sys.stderr)
 
 
 @dataclass
@@ -47,30 +129,64 @@ class TrainResult:
     mean_return: float  # over the last 100 episodes
     env_steps: int
     recent_returns: list[float]  # the last 100 episode returns, oldest first
+    interrupted: bool = False
 
 
-def train(config: Config, progress: bool = True) -> TrainResult:
-    """Train the algorithm `config` describes; writes TensorBoard events and config.json."""
+def train(config: Config, progress: bool = True, resume_state: dict | None = None,
+          logdir: Path | None = None) -> TrainResult:
+    """Train the algorithm `config` describes; writes TensorBoard events, config.json, checkpoints."""
     spec = spec_of(config)
     device = resolve_device(config.device)
-    logdir = Path(config.logdir) if config.logdir else default_logdir(spec.name, config)
-    if (logdir / "config.json").exists():
-        raise UsageError(f"{logdir} already holds a run; pass another --logdir")
+    logdir = logdir or (Path(config.logdir) if config.logdir else default_logdir(spec.name, config))
+    if resume_state is None and (logdir / "config.json").exists():
+        raise UsageError(f"{logdir} already holds a run; pass another --logdir or "
+                         f"`derl resume {logdir}`")
     seed_everything(config.seed)
     env = derl.env.make(config.env_id, config.num_envs, config.seed, config.vectorization,
                         config.normalize, config.gamma)
     try:
-        logger = Logger(str(logdir), config.num_train_steps, progress=progress)
+        start = resume_state["state"]["runner"]["step_count"] if resume_state else 0
+        logger = Logger(str(logdir), config.num_train_steps, progress=progress, start_step=start)
         alg = spec.make(config, env, device, logger)
-        logdir.mkdir(parents=True, exist_ok=True)
-        resolved = {"alg": spec.name, **dataclasses.asdict(config), "logdir": str(logdir),
-                    "resolved_device": str(device)}
-        (logdir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        if resume_state is not None:
+            alg.load_state_dict(resume_state["state"])
+            logger.load_state_dict(resume_state["logger"])
+            set_rng_state(resume_state["rng"])
+        else:
+            logdir.mkdir(parents=True, exist_ok=True)
+            resolved = {"alg": spec.name, **dataclasses.asdict(config), "logdir": str(logdir),
+                        "resolved_device": str(device)}
+            (logdir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        lifecycle = Lifecycle(alg, config, logdir, logger)
+        alg.runner.hooks.append(lifecycle)
+        interrupted = False
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, lifecycle.on_sigint) if in_main else None
         try:
             alg.learn(logger)
+            lifecycle.checkpoint(alg.runner.step_count)
+        except Interrupted:
+            interrupted = True
         finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
             logger.close()
     finally:
         env.close()
     return TrainResult(alg, logdir, logger.mean_return(), alg.runner.step_count,
-                       list(logger.recent_returns))
+                       list(logger.recent_returns), interrupted)
+
+
+def resume(logdir: str | Path, progress: bool = True) -> TrainResult:
+    """Continue the run in `logdir` from its newest good checkpoint to its num_train_steps."""
+    logdir = Path(logdir)
+    if not (logdir / "config.json").exists():
+        raise UsageError(f"{logdir} holds no derl run (no config.json)")
+    for path, state in checkpoint.newest_loadable(logdir):
+        if isinstance(state, UsageError):
+            print(f"derl: {state}; falling back to the previous checkpoint", file=sys.stderr)
+            continue
+        print(f"derl: resuming from {path}", file=sys.stderr)
+        return train(config_from_dict({"alg": state["alg"], **state["config"]}), progress,
+                     resume_state=state, logdir=logdir)
+    raise UsageError(f"no loadable checkpoint in {logdir / checkpoint.CHECKPOINT_DIR}")

@@ -51,6 +51,15 @@ class Alg:
         lr = self.optimizer.param_groups[0]["lr"]
         return {**out.metrics, "loss": out.loss.detach(), "grad_norm": grad_norm, "lr": lr}
 
+    def state_dict(self) -> dict:
+        return {"policy": self.runner.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "runner": self.runner.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.runner.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.runner.load_state_dict(state["runner"])
+
     def learn(self, logger=None) -> None:
         """Train until the runner has taken its `num_train_steps` env steps."""
         for batch in self.runner:

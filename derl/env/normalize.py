@@ -53,7 +53,7 @@ class VecNormalize(VectorWrapper):
         return {
             "obs_mean": self.obs_rms.mean, "obs_var": self.obs_rms.var, "obs_count": self.obs_rms.count,
             "ret_mean": self.return_rms.mean, "ret_var": self.return_rms.var,
-            "ret_count": self.return_rms.count,
+            "ret_count": self.return_rms.count, "returns": self.returns.copy(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -61,3 +61,5 @@ class VecNormalize(VectorWrapper):
             rms.mean = np.asarray(state[f"{prefix}_mean"], dtype=np.float64)
             rms.var = np.asarray(state[f"{prefix}_var"], dtype=np.float64)
             rms.count = float(state[f"{prefix}_count"])
+        if len(state["returns"]) == self.num_envs:
+            self.returns = np.array(state["returns"], dtype=np.float64)

@@ -30,6 +30,11 @@ class Config:
     num_train_steps: int = hp(1_000_000, "env steps to train for, summed over envs")
     normalize: bool = hp(False, "running observation and reward normalisation")
     gamma: float = hp(0.99, "discount factor")
+    checkpoint_every: int = hp(100_000, "env steps between checkpoints (one is also written at "
+                                        "the end and on Ctrl-C)")
+    keep_checkpoints: int = hp(3, "how many of the newest checkpoints to keep")
+    eval_every: int = hp(0, "env steps between evaluations logged as eval/return (0: never)")
+    eval_episodes: int = hp(10, "episodes per evaluation")
 
     def check(self, ok: bool, message: str) -> None:
         if not ok:
@@ -42,6 +47,10 @@ class Config:
                    f"--num-train-steps must be >= 1, got {self.num_train_steps}")
         self.check(self.vectorization in ("sync", "async"),
                    f"--vectorization must be sync or async, got {self.vectorization!r}")
+        self.check(self.checkpoint_every >= 1, "--checkpoint-every must be >= 1")
+        self.check(self.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1")
+        self.check(self.eval_every >= 0, "--eval-every must be >= 0")
+        self.check(self.eval_episodes >= 1, "--eval-episodes must be >= 1")
         self.check(0 <= self.gamma <= 1, f"--gamma must be in [0, 1], got {self.gamma}")
         self.check(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
                    f"--device must be auto, cpu or cuda[:N], got {self.device!r}")

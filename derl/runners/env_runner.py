@@ -6,6 +6,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from derl.env.normalize import VecNormalize
+from derl.env.state import get_vector_env_state, set_vector_env_state
 from derl.models import is_image
 from derl.types import Batch, Rollout
 
@@ -20,6 +22,7 @@ class EnvRunner:
         self.num_envs = env.num_envs
         self.step_count = 0
         self.obs: torch.Tensor | None = None
+        self.hooks: list = []  # called with step_count between rollouts (checkpoints, evaluation)
         space = env.single_observation_space
         self.obs_dtype = torch.uint8 if is_image(space) else torch.float32
 
@@ -30,6 +33,8 @@ class EnvRunner:
         if self.obs is None:
             self.obs = self.to_tensor(self.env.reset()[0])
         while self.step_count < self.num_train_steps:
+            for hook in self.hooks:
+                hook(self.step_count)
             yield self.collect()
 
     def collect(self) -> Rollout:
@@ -64,6 +69,26 @@ class EnvRunner:
             final_obs=self.to_tensor(np.stack(final_obs)) if final_obs else self.obs[:0],
             final_index=torch.as_tensor(final_index, dtype=torch.long, device=self.device).view(-1, 2),
         )
+
+    def state_dict(self) -> dict:
+        """Step count, current observations, env states and normalisation statistics."""
+        env_states = get_vector_env_state(self.env)
+        return {
+            "step_count": self.step_count,
+            "obs": None if env_states is None else self.obs,
+            "env_states": env_states,
+            "normalizer": self.env.state_dict() if isinstance(self.env, VecNormalize) else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count = state["step_count"]
+        if state["normalizer"] is not None:
+            self.env.load_state_dict(state["normalizer"])
+        if state["env_states"] is not None:
+            set_vector_env_state(self.env, state["env_states"])
+            self.obs = state["obs"].to(self.device)
+        else:  # envs whose state cannot be saved start fresh episodes
+            self.obs = None
 
     def report_episodes(self, final_info: dict) -> None:
         if self.logger is None or "episode" not in final_info:

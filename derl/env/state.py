@@ -1,0 +1,106 @@
+"""Save and restore the state of running envs, so that a resumed run continues the same episodes.
+
+Envs have no state API, so this walks each wrapper layer and keeps what is plain data (numbers,
+arrays, RNG states, deques of frames), plus the simulator state where one can be read: ALE's
+`cloneState`, MuJoCo's integration state. An env whose simulator cannot be captured (pybullet, envs in
+subprocesses) returns None and the resumed run starts fresh episodes there instead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+_SKIP = {"_np_random_seed", "_cached_spec", "spec", "metadata", "render_mode"}
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (bool, int, float, str, type(None), np.ndarray, np.generic)):
+        return not (isinstance(value, np.ndarray) and value.dtype == object)
+    if isinstance(value, (list, tuple, deque)):
+        return all(_plain(v) for v in value)
+    return False
+
+
+def _layer_state(layer: Any) -> dict:
+    state = {}
+    for name, value in vars(layer).items():
+        if name in _SKIP or name == "env":
+            continue
+        if isinstance(value, np.random.Generator):
+            state[name] = {"rng": value.bit_generator.state}
+        elif _plain(value):
+            state[name] = {"deque": list(value), "maxlen": value.maxlen} if isinstance(
+                value, deque) else {"value": value}
+    return state
+
+
+def _simulator_state(env: gym.Env) -> dict | None:
+    """The simulator's own state, {} when the env is pure Python, None when it cannot be read."""
+    if hasattr(env, "ale"):
+        return {"ale": env.ale.cloneState(include_rng=True).serialize()}
+    if hasattr(env, "data") and hasattr(env, "set_state"):  # gymnasium MujocoEnv
+        import mujoco
+
+        # The integration state includes the solver's warm start, so the replay is bit-exact.
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(env.model, spec))
+        mujoco.mj_getState(env.model, env.data, state, spec)
+        return {"mujoco": state}
+    if "pybullet" in type(env).__module__:
+        return None
+    return {}
+
+
+def get_env_state(env: gym.Env) -> dict | None:
+    """Plain-data state of a single env and every wrapper around it, or None if not capturable."""
+    simulator = _simulator_state(env.unwrapped)
+    if simulator is None:
+        return None
+    layers, layer = [], env
+    while True:
+        layers.append(_layer_state(layer))
+        if not isinstance(layer, gym.Wrapper):
+            break
+        layer = layer.env
+    return {"layers": layers, "simulator": simulator}
+
+
+def set_env_state(env: gym.Env, state: dict) -> None:
+    layer = env
+    for saved in state["layers"]:
+        for name, entry in saved.items():
+            if "rng" in entry:
+                getattr(layer, name).bit_generator.state = entry["rng"]
+            elif "deque" in entry:
+                setattr(layer, name, deque(entry["deque"], maxlen=entry["maxlen"]))
+            else:
+                setattr(layer, name, entry["value"])
+        layer = getattr(layer, "env", layer)
+    simulator, base = state["simulator"], env.unwrapped
+    if "ale" in simulator:
+        import ale_py
+
+        base.ale.restoreState(ale_py.ALEState(simulator["ale"]))
+    elif "mujoco" in simulator:
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        mujoco.mj_setState(base.model, base.data, simulator["mujoco"], spec)
+
+
+def get_vector_env_state(env: gym.vector.VectorEnv) -> list | None:
+    """States of the sub-envs of a SyncVectorEnv; None for async envs or uncapturable ones."""
+    envs = getattr(env.unwrapped, "envs", None)
+    if envs is None:
+        return None
+    states = [get_env_state(e) for e in envs]
+    return None if any(s is None for s in states) else states
+
+
+def set_vector_env_state(env: gym.vector.VectorEnv, states: list) -> None:
+    for sub_env, state in zip(env.unwrapped.envs, states, strict=True):
+        set_env_state(sub_env, state)
