@@ -5,6 +5,7 @@ collects rollouts, `Alg` turns an `AlgLoss` into updates, and the factory builds
 """
 
 from derl import env
+from derl.agent import Agent, load, save
 from derl.alg import A2CLoss, Alg, AlgLoss, PPOLoss
 from derl.errors import UsageError
 from derl.factory import A2CConfig, PPOConfig, make_a2c, make_config, make_ppo
@@ -20,12 +21,12 @@ from derl.runners import (
     Transform,
     gae,
 )
-from derl.train import TrainResult, train
+from derl.train import TrainResult, resume, train
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "env", "A2CLoss", "Alg", "AlgLoss", "PPOLoss", "UsageError", "A2CConfig", "PPOConfig",
+    "env", "Agent", "load", "save", "resume", "A2CLoss", "Alg", "AlgLoss", "PPOLoss", "UsageError", "A2CConfig", "PPOConfig",
     "make_a2c", "make_config", "make_ppo", "Logger", "make_model", "ActorCriticPolicy", "GAE",
     "EnvRunner", "MergeTimeBatch", "Minibatches", "NormalizeAdvantages", "Transform", "gae",
     "TrainResult", "train",

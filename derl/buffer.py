@@ -8,7 +8,7 @@
 
 It imports only numpy, torch and gymnasium (matplotlib to plot): copy this one file anywhere.
 
-One storage, not two: `TransitionStorage` is the ring buffer of this toolkit *and* the base of
+One storage, not two: `TransitionStorage` is the ring buffer of this toolkit *and* the base for
 derl's experience replay (DQN/SAC, n-step returns, prioritized replay), so growth, eviction and
 index maths are written and tested once. Its layout serves both: one row per observation, plus the
 step taken from it once known. A step's next observation is the next row, so observations (Atari
@@ -38,7 +38,8 @@ import torch
 # Dataset field -> storage column. d is `terminated`; a time limit shows in `trunc` instead.
 FIELDS = {"s": "obs", "a": "action", "s_p": "obs", "r": "reward", "d": "terminated",
           "trunc": "truncated"}
-EPISODE_FIELDS = ("s", "a", "s_p", "r", "d", "trunc")
+DEFAULT_FIELDS = ("s", "a", "s_p", "r", "d")
+EPISODE_FIELDS = (*DEFAULT_FIELDS, "trunc")  # what an Enricher sees
 
 
 class TransitionStorage:
@@ -85,7 +86,7 @@ class TransitionStorage:
             self.write(name, slot, value)
         self._num_valid += 1
         self.start(next_obs)
-        return slot
+        return (self._next - 2) % self._rows  # the step's row again: growth may have moved it
 
     def write(self, name: str, slots, values) -> None:
         """Writes `values` to column `name` at `slots`; the first write creates the column."""
@@ -128,7 +129,7 @@ class TransitionStorage:
         self.version += 1
 
     def _grow(self, rows: int) -> None:
-        # Rows move to slots 0..num_rows-1, oldest first: after keep_newest they may have wrapped.
+        # Rows move to slots 0..num_rows-1, oldest first (after a clear they may have wrapped).
         order = self.slots(np.arange(self.num_rows))
         for name, column in self.columns.items():
             grown = np.full((rows, *column.shape[1:]), self.fill.get(name, 0), column.dtype)
@@ -197,7 +198,8 @@ class GAE(Enricher):
     def __call__(self, episode) -> dict[str, np.ndarray]:
         obs = np.concatenate([episode.s, episode.s_p[-1:]])
         values = np.asarray(_call(self.value_fn, obs), np.float64).reshape(len(obs))
-        values[-1] *= not episode.d[-1]
+        if episode.d[-1]:  # a terminal state has no future
+            values[-1] = 0.0
         deltas = episode.r + self.discount * values[1:] - values[:-1]
         advantages = discounted_returns(deltas, self.discount * self.lam)
         return {self.keys[0]: advantages, self.keys[1]: advantages + values[:-1]}
@@ -208,7 +210,6 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int = 1_000_000, plot: LivePlot | None = None):
         self.storage = TransitionStorage(capacity)
-        self.storage.fill.update(valid=False, terminated=False, truncated=False)
         self.enrichers: list[Enricher] = []
         self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
@@ -228,7 +229,8 @@ class ReplayBuffer:
         """Adds an enricher: it runs on each episode that ends, and now on those already stored."""
         taken = set(self.info_keys) | set(FIELDS)
         if not enricher.keys or taken & set(enricher.keys):
-            raise ValueError(f"enricher keys {list(enricher.keys)} must be new: not in {taken}")
+            raise ValueError(f"enricher keys {list(enricher.keys)} must be given and new, not "
+                             f"one of {sorted(taken)}")
         self.enrichers.append(enricher)
         slots = self.storage.valid_slots()
         ends = np.flatnonzero(self.storage.ends(slots))
@@ -386,9 +388,11 @@ class ReplayBufferDataset(torch.utils.data.Dataset):
     episodes end, so with info keys the dataset holds finished episodes only.
     """
 
-    def __init__(self, buffer: ReplayBuffer | BufferedEnv,
-                 fields: Iterable[str] = EPISODE_FIELDS[:5], info_keys: Iterable[str] = ()):
-        self.buffer = buffer.replay_buffer if isinstance(buffer, BufferedEnv) else buffer
+    def __init__(self, buffer: ReplayBuffer | gym.Env,
+                 fields: Iterable[str] = DEFAULT_FIELDS, info_keys: Iterable[str] = ()):
+        if isinstance(buffer, gym.Env):  # a wrapped env, perhaps wrapped again
+            buffer = buffer.get_wrapper_attr("replay_buffer")
+        self.buffer = buffer
         fields = (fields,) if isinstance(fields, str) else tuple(fields)
         info_keys = (info_keys,) if isinstance(info_keys, str) else tuple(info_keys)
         if unknown := [f for f in fields if f not in FIELDS]:
@@ -397,9 +401,7 @@ class ReplayBufferDataset(torch.utils.data.Dataset):
             raise ValueError(f"no attached enricher produces info keys {missing}; valid info keys "
                              f"are {self.buffer.info_keys} (see replay_buffer.attach_enrichment)")
         self.names = fields + info_keys
-        if len(set(self.names)) < len(self.names):
-            raise ValueError(f"repeated names in fields {fields} and info keys {info_keys}")
-        self.item_type = transition_type(self.names)
+        self.item_type = transition_type(self.names)  # a repeated name is refused here
         self.finished_only = bool(info_keys)
         self._slots: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))
 
@@ -418,10 +420,8 @@ class ReplayBufferDataset(torch.utils.data.Dataset):
         return len(self.slots())
 
     def __getitem__(self, index: int) -> tuple:
-        slots = self.slots()
-        if not -len(slots) <= index < len(slots):
-            raise IndexError(f"index {index} out of range for {len(slots)} transitions")
-        return self.item_type(*(v[0] for v in self.buffer.gather(slots[[index]], self.names)))
+        slots = self.slots()[[index]]  # IndexError past the end, as iteration expects
+        return self.item_type(*(v[0] for v in self.buffer.gather(slots, self.names)))
 
     def __getitems__(self, indices: list[int]) -> list:
         """Many items, one gather per column (DataLoader fetches batches with it)."""
@@ -438,7 +438,8 @@ class LivePlot:
         self.min_interval = min_interval  # seconds between redraws, so plotting stays cheap
         self.fig, self.window, self.enabled, self._next = None, False, True, 0.0
 
-    def update(self, returns: list[float], lengths: list[int], num_steps: int, force=False):
+    def update(self, returns: list[float], lengths: list[int], num_steps: int,
+               force: bool = False) -> None:
         """Redraws when a block of episodes is complete, at most every `min_interval` seconds."""
         block_done = len(returns) % self.blocksize == 0
         if self.enabled and returns and (force or block_done and time.monotonic() > self._next):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 
@@ -79,12 +80,80 @@ def explain_unknown(alg: str, argv: list[str]) -> None:
         raise UsageError(f"unknown flag {arg.split('=')[0]} for {alg}; see `derl {alg} -h`")
 
 
+COMMANDS = {
+    "resume": "continue a run from its newest good checkpoint: derl resume LOGDIR",
+    "eval": "evaluate a trained agent: derl eval LOGDIR_OR_CHECKPOINT [--video out.mp4]",
+    "plot": "learning curves: derl plot LOGDIR [LOGDIR ...] --out curves.png",
+}
+
+
 def top_parser() -> Parser:
     parser = Parser(prog="derl", description="Train deep RL agents. `derl <alg> -h` shows an "
-                    "algorithm's flags.", usage="derl <alg> --env-id ID [--flag value ...]")
-    parser.add_argument("alg", choices=list(ALGS), help=", ".join(
-        f"{name}: {spec.summary}" for name, spec in ALGS.items()))
+                    "algorithm's flags.", usage="derl <alg> --env-id ID [--flag value ...]\n"
+                    "       derl {resume,eval,plot} ...")
+    parser.add_argument("command", choices=[*ALGS, *COMMANDS], help="; ".join(
+        [f"{name}: {spec.summary}" for name, spec in ALGS.items()]
+        + [f"{name}: {text}" for name, text in COMMANDS.items()]))
     return parser
+
+
+def resume_command(argv: list[str]) -> int:
+    parser = Parser(prog="derl resume", description=COMMANDS["resume"])
+    parser.add_argument("logdir")
+    args = parser.parse_args(argv)
+    from derl.train import resume
+
+    return report(resume(args.logdir))
+
+
+def eval_command(argv: list[str]) -> int:
+    parser = Parser(prog="derl eval", description=COMMANDS["eval"])
+    parser.add_argument("path", help="a logdir (its newest checkpoint) or a checkpoint file")
+    parser.add_argument("--episodes", type=integer, default=10, help="episodes to run (default 10)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="take the most likely action instead of sampling")
+    parser.add_argument("--seed", type=integer, default=10_000, help="seed of the eval env")
+    parser.add_argument("--video", help="film one episode to this .mp4 or .gif")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        raise UsageError("--episodes must be >= 1")
+    if args.video:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
+    from derl.agent import load
+    from derl.evaluate import evaluate, record_video
+
+    agent = load(args.path, device=args.device)
+    returns = evaluate(agent, args.episodes, args.seed, args.deterministic)
+    print(f"{agent.config.env_id}: mean return {returns.mean():.2f} +/- {returns.std():.2f} "
+          f"over {len(returns)} episodes")
+    if args.video:
+        episode_return = record_video(agent, args.video, args.seed, args.deterministic)
+        print(f"video of one episode (return {episode_return:.2f}) written to {args.video}")
+    return 0
+
+
+def plot_command(argv: list[str]) -> int:
+    parser = Parser(prog="derl plot", description=COMMANDS["plot"])
+    parser.add_argument("logdirs", nargs="+", help="runs, or folders holding runs")
+    parser.add_argument("--out", default="curves.png", help="PNG to write (default curves.png)")
+    parser.add_argument("--tag", default="episode/return", help="scalar to plot")
+    parser.add_argument("--smoothing", type=integer, default=20,
+                        help="trailing mean over this many points (default 20)")
+    args = parser.parse_args(argv)
+    from derl.plot import plot
+
+    print(f"wrote {plot(args.logdirs, args.out, args.tag, args.smoothing)}")
+    return 0
+
+
+def report(result) -> int:
+    verb = "stopped at" if result.interrupted else "done:"
+    print(f"{verb} {result.env_steps} env steps, mean return of the last 100 episodes "
+          f"{result.mean_return:.2f}, logs in {result.logdir}")
+    if result.interrupted:
+        print(f"continue with: derl resume {result.logdir}")
+    return 130 if result.interrupted else 0
 
 
 def run(argv: list[str]) -> int:
@@ -92,6 +161,9 @@ def run(argv: list[str]) -> int:
         top_parser().print_help()
         return 0 if argv else 2
     alg, rest = argv[0], argv[1:]
+    commands = {"resume": resume_command, "eval": eval_command, "plot": plot_command}
+    if alg in commands:
+        return commands[alg](rest)
     get_alg(alg)
     env_id = find_env_id(rest)
     parser = alg_parser(alg, env_id)
@@ -107,10 +179,7 @@ def run(argv: list[str]) -> int:
 
     from derl.train import train  # imported late: `derl -h` and bad input stay fast
 
-    result = train(config)
-    print(f"done: {result.env_steps} env steps, mean return of the last 100 episodes "
-          f"{result.mean_return:.2f}, logs in {result.logdir}")
-    return 0
+    return report(train(config))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,37 +1,67 @@
-"""Evaluate a policy: run whole episodes and return their true returns."""
+"""Evaluate agents: returns of whole episodes (Atari: the game score over all lives) and videos."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
-import torch
 
-import derl.env
-from derl.env.normalize import VecNormalize
+from derl.env import family, make_single
+from derl.errors import UsageError
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
-def evaluate(policy, env_id: str, num_episodes: int = 10, seed: int = 10_000,
-             deterministic: bool = True, normalizer: VecNormalize | None = None,
-             num_envs: int = 1) -> np.ndarray:
-    """Returns of `num_episodes` episodes on fresh envs (Atari: the game score, all lives).
-
-    `normalizer` is the training env's VecNormalize, if any: its statistics are used frozen.
-    """
-    env = derl.env.make(env_id, num_envs, seed, normalize=False)
-    if normalizer is not None:
-        env = VecNormalize(env, gamma=normalizer.gamma, clip=normalizer.clip)
-        env.load_state_dict(normalizer.state_dict())
-        env.training = False
-    device = next(policy.parameters()).device
-    obs, _ = env.reset(seed=seed)
+def run_episodes(env, act: Callable, num_episodes: int) -> np.ndarray:
+    """Returns of the first `num_episodes` episodes a vector env finishes under `act(obs)`."""
+    obs, _ = env.reset()
     returns: list[float] = []
     while len(returns) < num_episodes:
-        obs_t = torch.as_tensor(np.asarray(obs), device=device)
-        if obs_t.dtype != torch.uint8:
-            obs_t = obs_t.float()
-        actions = policy.act(obs_t, deterministic=deterministic)["actions"]
-        obs, _, _, _, info = env.step(policy.env_actions(actions))
+        obs, _, _, _, info = env.step(act(obs))
         final = info.get("final_info", {})
         if "episode" in final:
             returns += [float(r) for r in final["episode"]["r"][final["_episode"]]]
-    env.close()
     return np.array(returns[:num_episodes])
+
+
+def evaluate(agent, num_episodes: int = 10, seed: int = 10_000,
+             deterministic: bool = True) -> np.ndarray:
+    """Returns of `num_episodes` episodes in one fresh env (one env: no bias to short episodes)."""
+    env = agent.make_env(num_envs=1, seed=seed)
+    try:
+        return run_episodes(env, lambda obs: agent.act(obs, deterministic), num_episodes)
+    finally:
+        env.close()
+
+
+def record_video(agent, path: str | os.PathLike, seed: int = 10_000, deterministic: bool = True,
+                 max_steps: int = 5_000) -> float:
+    """Film one episode (Atari: one whole game) to an .mp4 or .gif; returns its return."""
+    path = Path(path)
+    if path.suffix not in VIDEO_SUFFIXES:
+        raise UsageError(f"--video {path}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
+    import imageio.v3 as iio  # only when filming
+
+    env = make_single(agent.config.env_id, render_mode="rgb_array")
+    obs, _ = env.reset(seed=seed)
+    frames, episode_return = [env.render()], float("nan")
+    for _ in range(max_steps):
+        obs, _, terminated, truncated, info = env.step(agent.act(obs, deterministic))
+        frames.append(env.render())
+        if terminated or truncated:
+            if "episode" in info:  # Atari: a lost life is not the end of the game
+                episode_return = float(info["episode"]["r"])
+                break
+            obs, _ = env.reset()
+    fps = env.metadata.get("render_fps") or 30
+    env.close()
+    if family(agent.config.env_id) == "atari":
+        fps = 60 / 4  # one frame per agent step, four emulator frames each
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gif":
+        iio.imwrite(path, np.stack(frames), duration=1000 / fps, loop=0)
+    else:
+        iio.imwrite(path, np.stack(frames), fps=fps, macro_block_size=1)
+    return episode_return

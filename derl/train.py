@@ -64,10 +64,11 @@ def default_logdir(alg: str, config: Config) -> Path:
     return Path("runs") / env_name / f"{alg}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def full_state(alg: Alg, config: Config, logger: Logger) -> dict:
+def full_state(alg: Alg, config: Config, logger: Logger | None = None) -> dict:
     """Everything a resumed run needs to continue as if it had never stopped."""
     return {"format": FORMAT, "alg": spec_of(config).name, "config": dataclasses.asdict(config),
-            "state": alg.state_dict(), "rng": rng_state(), "logger": logger.state_dict()}
+            "state": alg.state_dict(), "rng": rng_state(),
+            "logger": logger.state_dict() if logger else {"recent_returns": []}}
 
 
 def config_from_dict(data: dict) -> Config:
@@ -83,19 +84,26 @@ class Interrupted(Exception):
 class Lifecycle:
     """Runs between rollouts: periodic checkpoints and evaluation; Ctrl-C stops at the next one."""
 
-    def __init__(self, alg: Alg, config: Config, logdir: Path, logger: Logger):
+    def __init__(self, alg: Alg, config: Config, logdir: Path, logger: Logger,
+                 stop_after: int | None = None):
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
         self.last_checkpoint = self.last_eval = alg.runner.step_count
-        self.stop_requested = False
+        self.stop_requested, self.stop_after = False, stop_after
 
     def __call__(self, step: int) -> None:
-        if self.stop_requested:
+        if self.stop_requested or (self.stop_after is not None and step >= self.stop_after):
             self.checkpoint(step)
             raise Interrupted
         if step - self.last_checkpoint >= self.config.checkpoint_every:
             self.checkpoint(step)
         if self.config.eval_every and step - self.last_eval >= self.config.eval_every:
             self.evaluate(step)
+
+    def finish(self, step: int) -> None:
+        """End of training: a last evaluation (when asked for) and a last checkpoint."""
+        if self.config.eval_every and self.last_eval != step:
+            self.evaluate(step)
+        self.checkpoint(step)
 
     def checkpoint(self, step: int) -> Path:
         self.logger.flush()
@@ -106,11 +114,10 @@ class Lifecycle:
         return path
 
     def evaluate(self, step: int) -> None:
+        from derl.agent import Agent
         from derl.evaluate import evaluate
 
-        env = self.alg.runner.env
-        returns = evaluate(self.alg.runner.policy, self.config.env_id, self.config.eval_episodes,
-                           normalizer=env if isinstance(env, derl.env.VecNormalize) else None)
+        returns = evaluate(Agent.from_alg(self.alg, self.config), self.config.eval_episodes)
         self.logger.scalar("eval/return", float(returns.mean()), step)
         self.last_eval = step
 
@@ -125,16 +132,28 @@ class Lifecycle:
 @dataclass
 class TrainResult:
     alg: Alg
+    config: Config
     logdir: Path
     mean_return: float  # over the last 100 episodes
     env_steps: int
     recent_returns: list[float]  # the last 100 episode returns, oldest first
     interrupted: bool = False
 
+    @property
+    def agent(self):
+        """The trained agent (`agent.act(obs)`, `derl.evaluate.evaluate(agent)`)."""
+        from derl.agent import Agent
+
+        return Agent.from_alg(self.alg, self.config)
+
 
 def train(config: Config, progress: bool = True, resume_state: dict | None = None,
-          logdir: Path | None = None) -> TrainResult:
-    """Train the algorithm `config` describes; writes TensorBoard events, config.json, checkpoints."""
+          logdir: Path | None = None, stop_after: int | None = None) -> TrainResult:
+    """Train the algorithm `config` describes; writes TensorBoard events, config.json, checkpoints.
+
+    `stop_after`: checkpoint and stop once this many env steps are taken (train in chunks;
+    `resume` continues to `config.num_train_steps`).
+    """
     spec = spec_of(config)
     device = resolve_device(config.device)
     logdir = logdir or (Path(config.logdir) if config.logdir else default_logdir(spec.name, config))
@@ -157,14 +176,14 @@ def train(config: Config, progress: bool = True, resume_state: dict | None = Non
             resolved = {"alg": spec.name, **dataclasses.asdict(config), "logdir": str(logdir),
                         "resolved_device": str(device)}
             (logdir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
-        lifecycle = Lifecycle(alg, config, logdir, logger)
+        lifecycle = Lifecycle(alg, config, logdir, logger, stop_after)
         alg.runner.hooks.append(lifecycle)
         interrupted = False
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, lifecycle.on_sigint) if in_main else None
         try:
             alg.learn(logger)
-            lifecycle.checkpoint(alg.runner.step_count)
+            lifecycle.finish(alg.runner.step_count)
         except Interrupted:
             interrupted = True
         finally:
@@ -173,11 +192,11 @@ def train(config: Config, progress: bool = True, resume_state: dict | None = Non
             logger.close()
     finally:
         env.close()
-    return TrainResult(alg, logdir, logger.mean_return(), alg.runner.step_count,
+    return TrainResult(alg, config, logdir, logger.mean_return(), alg.runner.step_count,
                        list(logger.recent_returns), interrupted)
 
 
-def resume(logdir: str | Path, progress: bool = True) -> TrainResult:
+def resume(logdir: str | Path, progress: bool = True, stop_after: int | None = None) -> TrainResult:
     """Continue the run in `logdir` from its newest good checkpoint to its num_train_steps."""
     logdir = Path(logdir)
     if not (logdir / "config.json").exists():
@@ -188,5 +207,5 @@ def resume(logdir: str | Path, progress: bool = True) -> TrainResult:
             continue
         print(f"derl: resuming from {path}", file=sys.stderr)
         return train(config_from_dict({"alg": state["alg"], **state["config"]}), progress,
-                     resume_state=state, logdir=logdir)
+                     resume_state=state, logdir=logdir, stop_after=stop_after)
     raise UsageError(f"no loadable checkpoint in {logdir / checkpoint.CHECKPOINT_DIR}")

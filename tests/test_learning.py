@@ -11,7 +11,7 @@ def test_ppo_solves_cartpole(seed, tmp_path):
     config = derl.make_config("ppo", "CartPole-v1", seed=seed, device="cpu",
                               logdir=str(tmp_path / "run"))
     result = derl.train(config, progress=False)
-    returns = evaluate(result.alg.runner.policy, "CartPole-v1", num_episodes=10)
+    returns = evaluate(result.agent, num_episodes=10)
     assert returns.mean() >= 475, (seed, returns)
 
 
@@ -21,5 +21,5 @@ def test_a2c_solves_cartpole(seed, tmp_path):
     config = derl.make_config("a2c", "CartPole-v1", seed=seed, device="cpu",
                               logdir=str(tmp_path / "run"))
     result = derl.train(config, progress=False)
-    returns = evaluate(result.alg.runner.policy, "CartPole-v1", num_episodes=10)
+    returns = evaluate(result.agent, num_episodes=10)
     assert returns.mean() >= 475, (seed, returns)

@@ -1,0 +1,171 @@
+"""Checkpoints, resume (in-process, after SIGKILL, after SIGINT), safe loading, eval, video, plot."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+import derl
+from derl import checkpoint
+from derl.cli import main
+from derl.train import resume
+
+
+def config(logdir, env_id="CartPole-v1", **kw):
+    kw = {"num_train_steps": 4096, "checkpoint_every": 1024, "device": "cpu", **kw}
+    return derl.make_config("ppo", env_id, logdir=str(logdir), **kw)
+
+
+def params(alg):
+    return [p.detach().clone() for p in alg.runner.policy.parameters()]
+
+
+@pytest.mark.parametrize("env_id, kw", [
+    ("CartPole-v1", {}),
+    ("HalfCheetah-v5", {"num_runner_steps": 256, "num_minibatches": 4, "num_epochs": 2,
+                        "num_train_steps": 1024, "checkpoint_every": 256}),
+])
+def test_resumed_run_equals_straight_run(tmp_path, env_id, kw):
+    straight = derl.train(config(tmp_path / "a", env_id, **kw), progress=False)
+    half = straight.env_steps // 2
+    first = derl.train(config(tmp_path / "b", env_id, **kw), progress=False, stop_after=half)
+    assert first.interrupted and first.env_steps == half
+    second = resume(tmp_path / "b", progress=False)
+    assert second.env_steps == straight.env_steps
+    for a, b in zip(params(straight.alg), params(second.alg), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert second.recent_returns == straight.recent_returns
+
+
+def start_training(logdir, steps=200_000):
+    cmd = [sys.executable, "-m", "derl.cli", "ppo", "--env-id", "CartPole-v1", "--logdir",
+           str(logdir), "--num-train-steps", str(steps), "--checkpoint-every", "2048"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(logdir, proc, timeout=60):
+    deadline = time.time() + timeout
+    while not checkpoint.list_checkpoints(logdir):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.7])
+def test_sigkill_at_any_moment_resumes_and_finishes(tmp_path, delay):
+    logdir = tmp_path / "run"
+    proc = start_training(logdir, steps=12_000)
+    wait_for_checkpoint(logdir, proc)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    result = resume(logdir, progress=False)
+    assert result.env_steps >= 12_000
+    for path in checkpoint.list_checkpoints(logdir):
+        checkpoint.load(path)  # every checkpoint left is complete
+    assert not list((logdir / "checkpoints").glob(".tmp-*"))
+
+
+def test_sigint_writes_a_loadable_checkpoint_and_exits_cleanly(tmp_path):
+    logdir = tmp_path / "run"
+    proc = start_training(logdir)
+    wait_for_checkpoint(logdir, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    newest = checkpoint.list_checkpoints(logdir)[-1]
+    state = checkpoint.load(newest)
+    assert state["state"]["runner"]["step_count"] == int(newest.stem.split("-")[1])
+    assert derl.train(config(tmp_path / "x"), progress=False, stop_after=1).interrupted
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_checkpoint_is_refused_without_running_it(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "payload": Payload(marker)}, path)
+    assert main(["eval", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to load" in err and err.count("\n") == 1
+    assert not marker.exists()
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    derl.train(config(logdir), progress=False, stop_after=2048)
+    newest = checkpoint.list_checkpoints(logdir)[-1]
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a full disk
+    assert main(["eval", str(newest)]) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+    result = resume(logdir, progress=False)
+    assert "falling back" in capsys.readouterr().err
+    assert result.env_steps >= 4096
+
+
+def test_eval_prints_mean_and_writes_playable_videos(tmp_path, capsys):
+    derl.train(config(tmp_path / "run", num_train_steps=2048), progress=False)
+    video = tmp_path / "cartpole.mp4"
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--deterministic",
+                 "--video", str(video)]) == 0
+    assert "mean return" in capsys.readouterr().out
+    frames = iio.imread(video)
+    assert frames.ndim == 4 and frames.shape[0] > 5 and frames.std() > 0
+
+
+def test_atari_eval_films_the_game(tmp_path):
+    derl.train(config(tmp_path / "run", "BreakoutNoFrameskip-v4", num_train_steps=256,
+                      num_envs=2, num_runner_steps=64), progress=False)
+    video = tmp_path / "breakout.gif"
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "1", "--video", str(video)]) == 0
+    frames = iio.imread(video)
+    assert frames.shape[1:] == (210, 160, 3)
+
+
+def test_load_gives_an_agent_that_acts_on_a_gymnasium_env(tmp_path):
+    result = derl.train(config(tmp_path / "run", num_train_steps=1024), progress=False)
+    agent = derl.load(tmp_path / "run")
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=0)
+    action = agent.act(obs)
+    assert env.action_space.contains(int(action))
+    batch = np.stack([obs, obs])
+    assert agent.act(batch).shape == (2,)
+    derl.save(result.alg, result.config, tmp_path / "saved.pt")
+    assert derl.load(tmp_path / "saved.pt").act(obs) == action
+
+
+def test_eval_during_training_logs_eval_return(tmp_path):
+    derl.train(config(tmp_path / "run", num_train_steps=2048, eval_every=1024, eval_episodes=2),
+               progress=False)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "run"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("eval/return")] == [1024, 2048]
+
+
+def test_plot_writes_a_png_with_seeds_grouped(tmp_path):
+    for seed in (0, 1):
+        derl.train(config(tmp_path / f"s{seed}", num_train_steps=3072, seed=seed), progress=False)
+    out = tmp_path / "curves.png"
+    assert main(["plot", str(tmp_path), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    configs = [json.loads(p.read_text()) for p in Path(tmp_path).rglob("config.json")]
+    assert {c["seed"] for c in configs} == {0, 1}
