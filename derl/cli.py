@@ -114,6 +114,8 @@ def eval_command(argv: list[str]) -> int:
                         help="take the most likely action instead of sampling")
     parser.add_argument("--seed", type=integer, default=10_000, help="seed of the eval env")
     parser.add_argument("--video", help="film one episode to this .mp4 or .gif")
+    parser.add_argument("--video-steps", type=integer, default=5000,
+                        help="film at most this many steps (default 5000)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
@@ -128,8 +130,11 @@ def eval_command(argv: list[str]) -> int:
     print(f"{agent.config.env_id}: mean return {returns.mean():.2f} +/- {returns.std():.2f} "
           f"over {len(returns)} episodes")
     if args.video:
-        episode_return = record_video(agent, args.video, args.seed, args.deterministic)
-        print(f"video of one episode (return {episode_return:.2f}) written to {args.video}")
+        episode_return = record_video(agent, args.video, args.seed, args.deterministic,
+                                      args.video_steps)
+        what = (f"one episode (return {episode_return:.2f})" if episode_return == episode_return
+                else f"the first {args.video_steps} steps of an episode")
+        print(f"video of {what} written to {args.video}")
     return 0
 
 
