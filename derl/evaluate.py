@@ -36,6 +36,19 @@ def evaluate(agent, num_episodes: int = 10, seed: int = 10_000,
         env.close()
 
 
+def follow_with_camera(env) -> None:
+    """Film MuJoCo models from their "track" camera: gymnasium's free camera stays put and a
+    running HalfCheetah leaves the picture within seconds."""
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    if renderer is None:
+        return
+    import mujoco
+
+    camera = mujoco.mj_name2id(env.unwrapped.model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
+    if camera >= 0:
+        renderer.camera_id = camera
+
+
 def record_video(agent, path: str | os.PathLike, seed: int = 10_000, deterministic: bool = True,
                  max_steps: int = 5_000) -> float:
     """Film one episode (Atari: one whole game) to an .mp4 or .gif; returns its return."""
@@ -45,6 +58,7 @@ def record_video(agent, path: str | os.PathLike, seed: int = 10_000, determinist
     import imageio.v3 as iio  # only when filming
 
     env = make_single(agent.config.env_id, render_mode="rgb_array")
+    follow_with_camera(env)
     obs, _ = env.reset(seed=seed)
     frames, episode_return = [env.render()], float("nan")
     for _ in range(max_steps):
