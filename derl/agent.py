@@ -19,8 +19,9 @@ from derl.policies import ActorCriticPolicy
 class Agent:
     """A trained policy with its observation normalisation frozen: `agent.act(obs)`."""
 
-    def __init__(self, policy: ActorCriticPolicy, config, observation_space,
-                 normalizer: dict | None = None):
+    def __init__(
+        self, policy: ActorCriticPolicy, config, observation_space, normalizer: dict | None = None
+    ):
         self.policy, self.config, self.normalizer = policy, config, normalizer
         self.obs_shape, self.image = observation_space.shape, is_image(observation_space)
 

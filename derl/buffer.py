@@ -36,8 +36,14 @@ import numpy as np
 import torch
 
 # Dataset field -> storage column. d is `terminated`; a time limit shows in `trunc` instead.
-FIELDS = {"s": "obs", "a": "action", "s_p": "obs", "r": "reward", "d": "terminated",
-          "trunc": "truncated"}
+FIELDS = {
+    "s": "obs",
+    "a": "action",
+    "s_p": "obs",
+    "r": "reward",
+    "d": "terminated",
+    "trunc": "truncated",
+}
 DEFAULT_FIELDS = ("s", "a", "s_p", "r", "d")
 EPISODE_FIELDS = (*DEFAULT_FIELDS, "trunc")  # what an Enricher sees
 
@@ -81,8 +87,13 @@ class TransitionStorage:
         if self.num_rows == 0:
             raise RuntimeError("no observation to step from: call start(obs) (env.reset()) first")
         slot = (self._next - 1) % self._rows  # the newest row
-        for name, value in (("action", action), ("reward", reward), ("terminated", terminated),
-                            ("truncated", truncated), ("valid", True)):
+        for name, value in (
+            ("action", action),
+            ("reward", reward),
+            ("terminated", terminated),
+            ("truncated", truncated),
+            ("valid", True),
+        ):
             self.write(name, slot, value)
         self._num_valid += 1
         self.start(next_obs)
@@ -93,8 +104,10 @@ class TransitionStorage:
         if name not in self.columns:
             sample = np.asarray(values)[0] if np.ndim(slots) else np.asarray(values)
             if sample.dtype == object:
-                raise TypeError(f"cannot store {name} {type(sample)} as an array; flatten dict "
-                                "observations with gymnasium.wrappers.FlattenObservation")
+                raise TypeError(
+                    f"cannot store {name} {type(sample)} as an array; flatten dict "
+                    "observations with gymnasium.wrappers.FlattenObservation"
+                )
             dtype = np.float32 if sample.dtype == np.float64 and name != "obs" else sample.dtype
             self.columns[name] = np.full((self._rows, *sample.shape), self.fill.get(name, 0), dtype)
         self.columns[name][slots] = values
@@ -190,8 +203,14 @@ class DiscountedReturns(Enricher):
 class GAE(Enricher):
     """GAE (arxiv.org/abs/1506.02438) advantages and value targets; truncations bootstrap."""
 
-    def __init__(self, value_fn: Callable, discount: float = 0.99, lam: float = 0.95,
-                 key: str = "adv", target_key: str = "v_target"):
+    def __init__(
+        self,
+        value_fn: Callable,
+        discount: float = 0.99,
+        lam: float = 0.95,
+        key: str = "adv",
+        target_key: str = "v_target",
+    ):
         self.value_fn, self.discount, self.lam = value_fn, discount, lam
         self.keys = (key, target_key)
 
@@ -229,8 +248,10 @@ class ReplayBuffer:
         """Adds an enricher: it runs on each episode that ends, and now on those already stored."""
         taken = set(self.info_keys) | set(FIELDS)
         if not enricher.keys or taken & set(enricher.keys):
-            raise ValueError(f"enricher keys {list(enricher.keys)} must be given and new, not "
-                             f"one of {sorted(taken)}")
+            raise ValueError(
+                f"enricher keys {list(enricher.keys)} must be given and new, not "
+                f"one of {sorted(taken)}"
+            )
         self.enrichers.append(enricher)
         slots = self.storage.valid_slots()
         ends = np.flatnonzero(self.storage.ends(slots))
@@ -322,8 +343,13 @@ class BufferedEnv(gym.Wrapper):
         super().close()
 
 
-def wrap(env: gym.Env, plot: bool = False, plot_blocksize: int = 8, capacity: int = 1_000_000,
-         plot_path: str = "buffer_stats.png") -> tuple[BufferedEnv, ReplayBuffer]:
+def wrap(
+    env: gym.Env,
+    plot: bool = False,
+    plot_blocksize: int = 8,
+    capacity: int = 1_000_000,
+    plot_path: str = "buffer_stats.png",
+) -> tuple[BufferedEnv, ReplayBuffer]:
     """Wraps `env` so that every transition is recorded; returns the env and its replay buffer.
 
     `plot=True` shows episode return and length, averaged over blocks of `plot_blocksize`
@@ -356,8 +382,9 @@ def _env_action(action, space: gym.Space):
     return action
 
 
-def step_environment(env: gym.Env, policy: Callable, num_steps: int | None = None,
-                     seed: int | None = None) -> Iterator[tuple]:
+def step_environment(
+    env: gym.Env, policy: Callable, num_steps: int | None = None, seed: int | None = None
+) -> Iterator[tuple]:
     """Resets `env`, steps it with `policy` forever (or `num_steps`), resets after episode ends.
 
     Yields Transition(s, a, s_p, r, d=terminated, trunc=truncated, info) for each step.
@@ -388,8 +415,12 @@ class ReplayBufferDataset(torch.utils.data.Dataset):
     episodes end, so with info keys the dataset holds finished episodes only.
     """
 
-    def __init__(self, buffer: ReplayBuffer | gym.Env,
-                 fields: Iterable[str] = DEFAULT_FIELDS, info_keys: Iterable[str] = ()):
+    def __init__(
+        self,
+        buffer: ReplayBuffer | gym.Env,
+        fields: Iterable[str] = DEFAULT_FIELDS,
+        info_keys: Iterable[str] = (),
+    ):
         if isinstance(buffer, gym.Env):  # a wrapped env, perhaps wrapped again
             buffer = buffer.get_wrapper_attr("replay_buffer")
         self.buffer = buffer
@@ -398,8 +429,10 @@ class ReplayBufferDataset(torch.utils.data.Dataset):
         if unknown := [f for f in fields if f not in FIELDS]:
             raise ValueError(f"unknown fields {unknown}; valid fields are {list(FIELDS)}")
         if missing := [k for k in info_keys if k not in self.buffer.info_keys]:
-            raise ValueError(f"no attached enricher produces info keys {missing}; valid info keys "
-                             f"are {self.buffer.info_keys} (see replay_buffer.attach_enrichment)")
+            raise ValueError(
+                f"no attached enricher produces info keys {missing}; valid info keys "
+                f"are {self.buffer.info_keys} (see replay_buffer.attach_enrichment)"
+            )
         self.names = fields + info_keys
         self.item_type = transition_type(self.names)  # a repeated name is refused here
         self.finished_only = bool(info_keys)
@@ -432,14 +465,20 @@ class ReplayBufferDataset(torch.utils.data.Dataset):
 class LivePlot:
     """Episode return and length, averaged over blocks of episodes: in a window, or a PNG file."""
 
-    def __init__(self, path: str = "buffer_stats.png", blocksize: int = 8, title: str = "",
-                 min_interval: float = 1.0):
+    def __init__(
+        self,
+        path: str = "buffer_stats.png",
+        blocksize: int = 8,
+        title: str = "",
+        min_interval: float = 1.0,
+    ):
         self.path, self.blocksize, self.title = path, blocksize, title
         self.min_interval = min_interval  # seconds between redraws, so plotting stays cheap
         self.fig, self.window, self.enabled, self._next = None, False, True, 0.0
 
-    def update(self, returns: list[float], lengths: list[int], num_steps: int,
-               force: bool = False) -> None:
+    def update(
+        self, returns: list[float], lengths: list[int], num_steps: int, force: bool = False
+    ) -> None:
         """Redraws when a block of episodes is complete, at most every `min_interval` seconds."""
         block_done = len(returns) % self.blocksize == 0
         if self.enabled and returns and (force or block_done and time.monotonic() > self._next):

@@ -80,8 +80,10 @@ def load(path: str | os.PathLike) -> dict:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"refusing to load {path}: not plain data ({first[:200]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UsageError(f"checkpoint {path} is truncated or corrupt "
-                         f"({type(exc).__name__}); delete it or use an earlier one") from None
+        raise UsageError(
+            f"checkpoint {path} is truncated or corrupt "
+            f"({type(exc).__name__}); delete it or use an earlier one"
+        ) from None
     if not isinstance(state, dict) or "format" not in state:
         raise UsageError(f"{path} is not a derl checkpoint")
     return from_plain(state)

@@ -32,12 +32,18 @@ def add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, type_, 
     flag = "--" + field.name.replace("_", "-")
     help_text = field.metadata.get("help", "")
     if type_ is bool:
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                            help=help_text)
+        parser.add_argument(
+            flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
+        )
         return
     converter = {int: integer, float: float}.get(type_, str)
-    parser.add_argument(flag, type=converter, default=default, metavar=field.name.upper(),
-                        help=f"{help_text} (default: %(default)s)")
+    parser.add_argument(
+        flag,
+        type=converter,
+        default=default,
+        metavar=field.name.upper(),
+        help=f"{help_text} (default: %(default)s)",
+    )
 
 
 def find_env_id(argv: list[str]) -> str | None:
@@ -53,8 +59,11 @@ def alg_parser(alg: str, env_id: str | None) -> Parser:
     spec = get_alg(alg)
     fam = family(env_id) if env_id else "classic"
     preset = spec.presets[fam]
-    parser = Parser(prog=f"derl {alg}", description=f"{spec.summary}. Defaults shown are the "
-                    f"{fam} preset" + ("" if env_id else " (pass --env-id to see its preset)") + ".")
+    parser = Parser(
+        prog=f"derl {alg}",
+        description=f"{spec.summary}. Defaults shown are the "
+        f"{fam} preset" + ("" if env_id else " (pass --env-id to see its preset)") + ".",
+    )
     hints = typing.get_type_hints(spec.config_cls)
     for field in dataclasses.fields(spec.config_cls):
         type_ = hints[field.name]
@@ -72,11 +81,14 @@ def explain_unknown(alg: str, argv: list[str]) -> None:
         name = arg[2:].split("=")[0].replace("-", "_").removeprefix("no_")
         if name in known:
             continue
-        owners = [a for a, s in ALGS.items()
-                  if name in {f.name for f in dataclasses.fields(s.config_cls)}]
+        owners = [
+            a for a, s in ALGS.items() if name in {f.name for f in dataclasses.fields(s.config_cls)}
+        ]
         if owners:
-            raise UsageError(f"{arg.split('=')[0]} is a flag of {', '.join(owners)}, not of {alg}; "
-                             f"see `derl {alg} -h`")
+            raise UsageError(
+                f"{arg.split('=')[0]} is a flag of {', '.join(owners)}, not of {alg}; "
+                f"see `derl {alg} -h`"
+            )
         raise UsageError(f"unknown flag {arg.split('=')[0]} for {alg}; see `derl {alg} -h`")
 
 
@@ -88,12 +100,19 @@ COMMANDS = {
 
 
 def top_parser() -> Parser:
-    parser = Parser(prog="derl", description="Train deep RL agents. `derl <alg> -h` shows an "
-                    "algorithm's flags.", usage="derl <alg> --env-id ID [--flag value ...]\n"
-                    "       derl {resume,eval,plot} ...")
-    parser.add_argument("command", choices=[*ALGS, *COMMANDS], help="; ".join(
-        [f"{name}: {spec.summary}" for name, spec in ALGS.items()]
-        + [f"{name}: {text}" for name, text in COMMANDS.items()]))
+    parser = Parser(
+        prog="derl",
+        description="Train deep RL agents. `derl <alg> -h` shows an algorithm's flags.",
+        usage="derl <alg> --env-id ID [--flag value ...]\n       derl {resume,eval,plot} ...",
+    )
+    parser.add_argument(
+        "command",
+        choices=[*ALGS, *COMMANDS],
+        help="; ".join(
+            [f"{name}: {spec.summary}" for name, spec in ALGS.items()]
+            + [f"{name}: {text}" for name, text in COMMANDS.items()]
+        ),
+    )
     return parser
 
 
@@ -110,12 +129,19 @@ def eval_command(argv: list[str]) -> int:
     parser = Parser(prog="derl eval", description=COMMANDS["eval"])
     parser.add_argument("path", help="a logdir (its newest checkpoint) or a checkpoint file")
     parser.add_argument("--episodes", type=integer, default=10, help="episodes to run (default 10)")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="take the most likely action instead of sampling")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="take the most likely action instead of sampling",
+    )
     parser.add_argument("--seed", type=integer, default=10_000, help="seed of the eval env")
     parser.add_argument("--video", help="film one episode to this .mp4 or .gif")
-    parser.add_argument("--video-steps", type=integer, default=5000,
-                        help="film at most this many steps (default 5000)")
+    parser.add_argument(
+        "--video-steps",
+        type=integer,
+        default=5000,
+        help="film at most this many steps (default 5000)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
@@ -127,13 +153,19 @@ def eval_command(argv: list[str]) -> int:
 
     agent = load(args.path, device=args.device)
     returns = evaluate(agent, args.episodes, args.seed, args.deterministic)
-    print(f"{agent.config.env_id}: mean return {returns.mean():.2f} +/- {returns.std():.2f} "
-          f"over {len(returns)} episodes")
+    print(
+        f"{agent.config.env_id}: mean return {returns.mean():.2f} +/- {returns.std():.2f} "
+        f"over {len(returns)} episodes"
+    )
     if args.video:
-        episode_return = record_video(agent, args.video, args.seed, args.deterministic,
-                                      args.video_steps)
-        what = (f"one episode (return {episode_return:.2f})" if episode_return == episode_return
-                else f"the first {args.video_steps} steps of an episode")
+        episode_return = record_video(
+            agent, args.video, args.seed, args.deterministic, args.video_steps
+        )
+        what = (
+            f"one episode (return {episode_return:.2f})"
+            if episode_return == episode_return
+            else f"the first {args.video_steps} steps of an episode"
+        )
         print(f"video of {what} written to {args.video}")
     return 0
 
@@ -143,8 +175,12 @@ def plot_command(argv: list[str]) -> int:
     parser.add_argument("logdirs", nargs="+", help="runs, or folders holding runs")
     parser.add_argument("--out", default="curves.png", help="PNG to write (default curves.png)")
     parser.add_argument("--tag", default="episode/return", help="scalar to plot")
-    parser.add_argument("--smoothing", type=integer, default=20,
-                        help="trailing mean over this many points (default 20)")
+    parser.add_argument(
+        "--smoothing",
+        type=integer,
+        default=20,
+        help="trailing mean over this many points (default 20)",
+    )
     args = parser.parse_args(argv)
     from derl.plot import plot
 
@@ -154,8 +190,10 @@ def plot_command(argv: list[str]) -> int:
 
 def report(result) -> int:
     verb = "stopped at" if result.interrupted else "done:"
-    print(f"{verb} {result.env_steps} env steps, mean return of the last 100 episodes "
-          f"{result.mean_return:.2f}, logs in {result.logdir}")
+    print(
+        f"{verb} {result.env_steps} env steps, mean return of the last 100 episodes "
+        f"{result.mean_return:.2f}, logs in {result.logdir}"
+    )
     if result.interrupted:
         print(f"continue with: derl resume {result.logdir}")
     return 130 if result.interrupted else 0

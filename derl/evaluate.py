@@ -26,8 +26,9 @@ def run_episodes(env, act: Callable, num_episodes: int) -> np.ndarray:
     return np.array(returns[:num_episodes])
 
 
-def evaluate(agent, num_episodes: int = 10, seed: int = 10_000,
-             deterministic: bool = True) -> np.ndarray:
+def evaluate(
+    agent, num_episodes: int = 10, seed: int = 10_000, deterministic: bool = True
+) -> np.ndarray:
     """Returns of `num_episodes` episodes in one fresh env (one env: no bias to short episodes)."""
     env = agent.make_env(num_envs=1, seed=seed)
     try:
@@ -49,8 +50,13 @@ def follow_with_camera(env) -> None:
         renderer.camera_id = camera
 
 
-def record_video(agent, path: str | os.PathLike, seed: int = 10_000, deterministic: bool = True,
-                 max_steps: int = 5_000) -> float:
+def record_video(
+    agent,
+    path: str | os.PathLike,
+    seed: int = 10_000,
+    deterministic: bool = True,
+    max_steps: int = 5_000,
+) -> float:
     """Film one episode (Atari: one whole game) to an .mp4 or .gif; returns its return."""
     path = Path(path)
     if path.suffix not in VIDEO_SUFFIXES:

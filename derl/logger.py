@@ -13,10 +13,16 @@ from tqdm import tqdm
 
 
 class Logger:
-    """Averages the metrics of all updates at one env step and writes them when the step moves on."""
+    """Averages the metrics of all updates at one env step and writes them when it moves on."""
 
-    def __init__(self, logdir: str | None, total_steps: int, rank: int = 0, progress: bool = True,
-                 start_step: int = 0):
+    def __init__(
+        self,
+        logdir: str | None,
+        total_steps: int,
+        rank: int = 0,
+        progress: bool = True,
+        start_step: int = 0,
+    ):
         self.logdir = logdir if rank == 0 else None  # other ranks only count
         self._writer = None
         self.total_steps, self.show_progress = total_steps, progress and rank == 0
@@ -40,8 +46,13 @@ class Logger:
     def bar(self) -> tqdm:
         """Shown from the first update on, so that a refused run prints nothing but its error."""
         if self._bar is None:
-            self._bar = tqdm(total=self.total_steps, initial=self.start_step, unit="step",
-                             dynamic_ncols=True, disable=not self.show_progress)
+            self._bar = tqdm(
+                total=self.total_steps,
+                initial=self.start_step,
+                unit="step",
+                dynamic_ncols=True,
+                disable=not self.show_progress,
+            )
         return self._bar
 
     def scalar(self, tag: str, value: float, step: int) -> None:

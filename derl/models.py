@@ -26,11 +26,15 @@ class NatureCNN(nn.Module):
     def __init__(self, in_channels: int = 4, features: int = 512):
         super().__init__()
         self.net = nn.Sequential(
-            orthogonal_init(nn.Conv2d(in_channels, 32, 8, stride=4)), nn.ReLU(),
-            orthogonal_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU(),
-            orthogonal_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),
+            orthogonal_init(nn.Conv2d(in_channels, 32, 8, stride=4)),
+            nn.ReLU(),
+            orthogonal_init(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            orthogonal_init(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
             nn.Flatten(),
-            orthogonal_init(nn.Linear(64 * 7 * 7, features)), nn.ReLU(),
+            orthogonal_init(nn.Linear(64 * 7 * 7, features)),
+            nn.ReLU(),
         )
         self.out_features = features
 
@@ -95,7 +99,7 @@ class MultiCategorical(Distribution):
         self.dists = [Categorical(logits=lg) for lg in logits]
         super().__init__(batch_shape=self.dists[0].batch_shape, validate_args=False)
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape=()) -> Tensor:
         return torch.stack([d.sample(sample_shape) for d in self.dists], dim=-1)
 
     def log_prob(self, actions: Tensor) -> Tensor:
@@ -110,12 +114,16 @@ class MultiCategorical(Distribution):
 
 
 class ActorCriticModel(nn.Module):
-    """obs -> (action distribution, value). The value torso is the policy's when `value_body` is None."""
+    """obs -> (action distribution, value). `value_body` None: shared torso."""
 
-    def __init__(self, policy_body: nn.Module, head: nn.Module, value_body: nn.Module | None = None):
+    def __init__(
+        self, policy_body: nn.Module, head: nn.Module, value_body: nn.Module | None = None
+    ):
         super().__init__()
         self.policy_body, self.head, self.value_body = policy_body, head, value_body
-        self.value = orthogonal_init(nn.Linear((value_body or policy_body).out_features, 1), gain=1.0)
+        self.value = orthogonal_init(
+            nn.Linear((value_body or policy_body).out_features, 1), gain=1.0
+        )
 
     def forward(self, obs: Tensor) -> tuple[Distribution, Tensor]:
         features = self.policy_body(obs)
@@ -153,4 +161,6 @@ def make_model(observation_space: gym.Space, action_space: gym.Space) -> ActorCr
         )
     in_features = observation_space.shape[0]
     policy_body, value_body = MLP(in_features), MLP(in_features)
-    return ActorCriticModel(policy_body, make_head(policy_body.out_features, action_space), value_body)
+    return ActorCriticModel(
+        policy_body, make_head(policy_body.out_features, action_space), value_body
+    )

@@ -12,8 +12,17 @@ import numpy as np
 from derl.errors import UsageError
 
 # Keys that differ between runs without making them different experiments.
-_NOT_AN_EXPERIMENT = {"seed", "logdir", "resolved_device", "device", "checkpoint_every",
-                      "keep_checkpoints", "eval_every", "eval_episodes", "vectorization"}
+_NOT_AN_EXPERIMENT = {
+    "seed",
+    "logdir",
+    "resolved_device",
+    "device",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval_every",
+    "eval_episodes",
+    "vectorization",
+}
 
 
 def find_runs(paths: list[str | os.PathLike]) -> list[Path]:
@@ -58,14 +67,20 @@ def group_runs(runs: list[Path]) -> dict[str, list[Path]]:
     shown = ["alg", "env_id"] + [k for k in varying if k not in ("alg", "env_id")]
     groups: dict[str, list[Path]] = defaultdict(list)
     for run, config in configs.items():
-        label = " ".join(str(config.get(k)) if k in ("alg", "env_id") else f"{k}={config.get(k)}"
-                         for k in shown)
+        label = " ".join(
+            str(config.get(k)) if k in ("alg", "env_id") else f"{k}={config.get(k)}" for k in shown
+        )
         groups[label].append(run)
     return dict(groups)
 
 
-def plot(paths: list[str | os.PathLike], out: str | os.PathLike, tag: str = "episode/return",
-         smoothing: int = 20, points: int = 200) -> Path:
+def plot(
+    paths: list[str | os.PathLike],
+    out: str | os.PathLike,
+    tag: str = "episode/return",
+    smoothing: int = 20,
+    points: int = 200,
+) -> Path:
     """Write a PNG of `tag` against env steps for the runs at `paths`."""
     import matplotlib
 
@@ -82,7 +97,9 @@ def plot(paths: list[str | os.PathLike], out: str | os.PathLike, tag: str = "epi
         grid = np.linspace(min(s[0] for s, _ in curves), end, points)
         ys = np.stack([np.interp(grid, s, v) for s, v in curves])
         mean, std = ys.mean(0), ys.std(0)
-        (line,) = ax.plot(grid, mean, label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+        (line,) = ax.plot(
+            grid, mean, label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})"
+        )
         if len(curves) > 1:
             ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     if not ax.lines:

@@ -44,8 +44,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -66,9 +69,14 @@ def default_logdir(alg: str, config: Config) -> Path:
 
 def full_state(alg: Alg, config: Config, logger: Logger | None = None) -> dict:
     """Everything a resumed run needs to continue as if it had never stopped."""
-    return {"format": FORMAT, "alg": spec_of(config).name, "config": dataclasses.asdict(config),
-            "state": alg.state_dict(), "rng": rng_state(),
-            "logger": logger.state_dict() if logger else {"recent_returns": []}}
+    return {
+        "format": FORMAT,
+        "alg": spec_of(config).name,
+        "config": dataclasses.asdict(config),
+        "state": alg.state_dict(),
+        "rng": rng_state(),
+        "logger": logger.state_dict() if logger else {"recent_returns": []},
+    }
 
 
 def config_from_dict(data: dict) -> Config:
@@ -84,8 +92,9 @@ class Interrupted(Exception):
 class Lifecycle:
     """Runs between rollouts: periodic checkpoints and evaluation; Ctrl-C stops at the next one."""
 
-    def __init__(self, alg: Alg, config: Config, logdir: Path, logger: Logger,
-                 stop_after: int | None = None):
+    def __init__(
+        self, alg: Alg, config: Config, logdir: Path, logger: Logger, stop_after: int | None = None
+    ):
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
         self.last_checkpoint = self.last_eval = alg.runner.step_count
         self.stop_requested, self.stop_after = False, stop_after
@@ -107,8 +116,10 @@ class Lifecycle:
 
     def checkpoint(self, step: int) -> Path:
         self.logger.flush()
-        path = checkpoint.save(full_state(self.alg, self.config, self.logger),
-                               checkpoint.checkpoint_path(self.logdir, step))
+        path = checkpoint.save(
+            full_state(self.alg, self.config, self.logger),
+            checkpoint.checkpoint_path(self.logdir, step),
+        )
         checkpoint.prune(self.logdir, self.config.keep_checkpoints)
         self.last_checkpoint = step
         return path
@@ -125,8 +136,10 @@ class Lifecycle:
         if self.stop_requested:  # pressed twice: stop now
             raise KeyboardInterrupt
         self.stop_requested = True
-        print("\nderl: stopping after this update to write a checkpoint (Ctrl-C again to quit "
-              "now)", file=sys.stderr)
+        print(
+            "\nderl: stopping after this update to write a checkpoint (Ctrl-C again to quit now)",
+            file=sys.stderr,
+        )
 
 
 @dataclass
@@ -147,8 +160,13 @@ class TrainResult:
         return Agent.from_alg(self.alg, self.config)
 
 
-def train(config: Config, progress: bool = True, resume_state: dict | None = None,
-          logdir: Path | None = None, stop_after: int | None = None) -> TrainResult:
+def train(
+    config: Config,
+    progress: bool = True,
+    resume_state: dict | None = None,
+    logdir: Path | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Train the algorithm `config` describes; writes TensorBoard events, config.json, checkpoints.
 
     `stop_after`: checkpoint and stop once this many env steps are taken (train in chunks;
@@ -158,11 +176,18 @@ def train(config: Config, progress: bool = True, resume_state: dict | None = Non
     device = resolve_device(config.device)
     logdir = logdir or (Path(config.logdir) if config.logdir else default_logdir(spec.name, config))
     if resume_state is None and (logdir / "config.json").exists():
-        raise UsageError(f"{logdir} already holds a run; pass another --logdir or "
-                         f"`derl resume {logdir}`")
+        raise UsageError(
+            f"{logdir} already holds a run; pass another --logdir or `derl resume {logdir}`"
+        )
     seed_everything(config.seed)
-    env = derl.env.make(config.env_id, config.num_envs, config.seed, config.vectorization,
-                        config.normalize, config.gamma)
+    env = derl.env.make(
+        config.env_id,
+        config.num_envs,
+        config.seed,
+        config.vectorization,
+        config.normalize,
+        config.gamma,
+    )
     try:
         start = resume_state["state"]["runner"]["step_count"] if resume_state else 0
         logger = Logger(str(logdir), config.num_train_steps, progress=progress, start_step=start)
@@ -173,8 +198,12 @@ def train(config: Config, progress: bool = True, resume_state: dict | None = Non
             set_rng_state(resume_state["rng"])
         else:
             logdir.mkdir(parents=True, exist_ok=True)
-            resolved = {"alg": spec.name, **dataclasses.asdict(config), "logdir": str(logdir),
-                        "resolved_device": str(device)}
+            resolved = {
+                "alg": spec.name,
+                **dataclasses.asdict(config),
+                "logdir": str(logdir),
+                "resolved_device": str(device),
+            }
             (logdir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
         lifecycle = Lifecycle(alg, config, logdir, logger, stop_after)
         alg.runner.hooks.append(lifecycle)
@@ -192,8 +221,15 @@ def train(config: Config, progress: bool = True, resume_state: dict | None = Non
             logger.close()
     finally:
         env.close()
-    return TrainResult(alg, config, logdir, logger.mean_return(), alg.runner.step_count,
-                       list(logger.recent_returns), interrupted)
+    return TrainResult(
+        alg,
+        config,
+        logdir,
+        logger.mean_return(),
+        alg.runner.step_count,
+        list(logger.recent_returns),
+        interrupted,
+    )
 
 
 def resume(logdir: str | Path, progress: bool = True, stop_after: int | None = None) -> TrainResult:
@@ -206,6 +242,11 @@ def resume(logdir: str | Path, progress: bool = True, stop_after: int | None = N
             print(f"derl: {state}; falling back to the previous checkpoint", file=sys.stderr)
             continue
         print(f"derl: resuming from {path}", file=sys.stderr)
-        return train(config_from_dict({"alg": state["alg"], **state["config"]}), progress,
-                     resume_state=state, logdir=logdir, stop_after=stop_after)
+        return train(
+            config_from_dict({"alg": state["alg"], **state["config"]}),
+            progress,
+            resume_state=state,
+            logdir=logdir,
+            stop_after=stop_after,
+        )
     raise UsageError(f"no loadable checkpoint in {logdir / checkpoint.CHECKPOINT_DIR}")

@@ -26,8 +26,13 @@ class Policy(nn.Module):
 
     def __init__(self, obs_dim: int, num_actions: int, hidden: int = 64):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(obs_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
-                                 nn.Tanh(), nn.Linear(hidden, num_actions))
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, num_actions),
+        )
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Categorical:
         return torch.distributions.Categorical(logits=self.net(obs))
@@ -54,8 +59,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(1)  # a 64-unit MLP run one step at a time: threads only add overhead
     torch.manual_seed(args.seed)
-    env, replay_buffer = bf.wrap(gym.make("CartPole-v1"), plot=args.plot,
-                                 plot_blocksize=args.episodes_per_update, plot_path=args.plot_path)
+    env, replay_buffer = bf.wrap(
+        gym.make("CartPole-v1"),
+        plot=args.plot,
+        plot_blocksize=args.episodes_per_update,
+        plot_path=args.plot_path,
+    )
     replay_buffer.attach_enrichment(bf.DiscountedReturns(key="g", discount=args.discount))
     dataset = bf.ReplayBufferDataset(replay_buffer, fields=("s", "a"), info_keys=["g"])
     policy = Policy(env.observation_space.shape[0], env.action_space.n)
@@ -78,14 +87,23 @@ def main(argv: list[str] | None = None) -> dict:
         mean_return = float(np.mean(returns[-100:]))
         solved = len(returns) >= 100 and mean_return >= args.target
         if len(returns) % 80 == 0:
-            print(f"episodes {len(returns):5d}  steps {replay_buffer.num_steps:7d}  "
-                  f"mean return (last 100) {mean_return:6.1f}")
+            print(
+                f"episodes {len(returns):5d}  steps {replay_buffer.num_steps:7d}  "
+                f"mean return (last 100) {mean_return:6.1f}"
+            )
     env.close()
-    result = {"solved": solved, "steps": replay_buffer.num_steps, "episodes": len(returns),
-              "seconds": time.perf_counter() - start, "mean_return": mean_return}
-    print(f"{'solved' if solved else 'not solved'}: mean return "
-          f"{mean_return:.1f} over the last 100 episodes after {result['episodes']} episodes, "
-          f"{result['steps']} steps, {result['seconds']:.1f} s")
+    result = {
+        "solved": solved,
+        "steps": replay_buffer.num_steps,
+        "episodes": len(returns),
+        "seconds": time.perf_counter() - start,
+        "mean_return": mean_return,
+    }
+    print(
+        f"{'solved' if solved else 'not solved'}: mean return "
+        f"{mean_return:.1f} over the last 100 episodes after {result['episodes']} episodes, "
+        f"{result['steps']} steps, {result['seconds']:.1f} s"
+    )
     return result
 
 

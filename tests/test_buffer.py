@@ -246,18 +246,29 @@ def test_torch_module_policy_and_box_actions():
 
 
 def test_headless_plot_writes_a_png_and_nothing_else(headless):
-    env, replay_buffer = bf.wrap(Chain(length=3), plot=True, plot_blocksize=4,
-                                 plot_path=str(headless / "plots" / "stats.png"))
+    env, replay_buffer = bf.wrap(
+        Chain(length=3),
+        plot=True,
+        plot_blocksize=4,
+        plot_path=str(headless / "plots" / "stats.png"),
+    )
     collect(env, 4)  # one block: drawn at once
     assert (headless / "plots" / "stats.png").read_bytes()[:4] == b"\x89PNG"
     assert os.listdir(headless / "plots") == ["stats.png"]  # the temporary file was renamed
     assert replay_buffer.plot.window is False
 
 
-@pytest.mark.parametrize("environ, window", [
-    ({"MPLBACKEND": "Agg", "DISPLAY": ":0"}, False), ({"MPLBACKEND": "TkAgg"}, True),
-    ({"MPLBACKEND": "module://matplotlib_inline.backend_inline"}, False), ({}, False),
-    ({"DISPLAY": ":0"}, True), ({"WAYLAND_DISPLAY": "wayland-0"}, True)])
+@pytest.mark.parametrize(
+    "environ, window",
+    [
+        ({"MPLBACKEND": "Agg", "DISPLAY": ":0"}, False),
+        ({"MPLBACKEND": "TkAgg"}, True),
+        ({"MPLBACKEND": "module://matplotlib_inline.backend_inline"}, False),
+        ({}, False),
+        ({"DISPLAY": ":0"}, True),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, True),
+    ],
+)
 def test_a_window_only_with_a_display_or_a_gui_backend(environ, window, monkeypatch):
     for name in ("MPLBACKEND", "DISPLAY", "WAYLAND_DISPLAY"):
         monkeypatch.delenv(name, raising=False)
@@ -312,9 +323,19 @@ def test_buffer_py_copied_alone_works_without_derl(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     env["MPLBACKEND"] = "Agg"
     # -I: no PYTHONPATH, no user site, no cwd on sys.path; the temp dir goes first by hand.
-    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, "
-                          f"{str(tmp_path)!r})\n{script}"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n{script}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok derl was imported"
     assert (tmp_path / "p.png").exists()

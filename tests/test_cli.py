@@ -9,10 +9,24 @@ from derl.cli import main
 
 TINY = {
     "CartPole-v1": ["--num-train-steps", "2048"],
-    "BreakoutNoFrameskip-v4": ["--num-train-steps", "256", "--num-envs", "2",
-                               "--num-runner-steps", "64"],
-    "HalfCheetah-v5": ["--num-train-steps", "512", "--num-runner-steps", "256",
-                       "--num-minibatches", "4", "--num-epochs", "2"],
+    "BreakoutNoFrameskip-v4": [
+        "--num-train-steps",
+        "256",
+        "--num-envs",
+        "2",
+        "--num-runner-steps",
+        "64",
+    ],
+    "HalfCheetah-v5": [
+        "--num-train-steps",
+        "512",
+        "--num-runner-steps",
+        "256",
+        "--num-minibatches",
+        "4",
+        "--num-epochs",
+        "2",
+    ],
 }
 
 
@@ -25,13 +39,24 @@ def scalars(logdir):
 @pytest.mark.parametrize("env_id", list(TINY))
 def test_ppo_runs_and_logs_on_the_env_step_axis(env_id, tmp_path):
     logdir = tmp_path / "run"
-    assert main(["ppo", "--env-id", env_id, "--logdir", str(logdir), "--seed", "1", *TINY[env_id]]) == 0
+    assert (
+        main(["ppo", "--env-id", env_id, "--logdir", str(logdir), "--seed", "1", *TINY[env_id]])
+        == 0
+    )
     config = json.loads((logdir / "config.json").read_text())
     assert config["alg"] == "ppo" and config["env_id"] == env_id and config["seed"] == 1
     tags = scalars(logdir)
-    for tag in ("train/policy_loss", "train/value_loss", "train/entropy", "train/approx_kl",
-                "train/clip_fraction", "train/explained_variance", "train/grad_norm", "train/lr",
-                "time/sps"):
+    for tag in (
+        "train/policy_loss",
+        "train/value_loss",
+        "train/entropy",
+        "train/approx_kl",
+        "train/clip_fraction",
+        "train/explained_variance",
+        "train/grad_norm",
+        "train/lr",
+        "time/sps",
+    ):
         assert tag in tags, tag
     steps = [event.step for event in tags["train/policy_loss"]]
     num_train_steps = int(TINY[env_id][1])
@@ -41,8 +66,20 @@ def test_ppo_runs_and_logs_on_the_env_step_axis(env_id, tmp_path):
 
 
 def test_a2c_runs(tmp_path):
-    assert main(["a2c", "--env-id", "CartPole-v1", "--logdir", str(tmp_path / "a"),
-                 "--num-train-steps", "1000"]) == 0
+    assert (
+        main(
+            [
+                "a2c",
+                "--env-id",
+                "CartPole-v1",
+                "--logdir",
+                str(tmp_path / "a"),
+                "--num-train-steps",
+                "1000",
+            ]
+        )
+        == 0
+    )
     assert "train/explained_variance" in scalars(tmp_path / "a")
 
 

@@ -68,8 +68,14 @@ def test_mujoco_is_normalised_and_statistics_can_be_restored():
 
 def test_same_seed_same_episode_returns(tmp_path):
     def run(seed):
-        config = derl.make_config("ppo", "CartPole-v1", seed=seed, num_train_steps=3000,
-                                  device="cpu", logdir=str(tmp_path / f"{seed}-{np.random.rand()}"))
+        config = derl.make_config(
+            "ppo",
+            "CartPole-v1",
+            seed=seed,
+            num_train_steps=3000,
+            device="cpu",
+            logdir=str(tmp_path / f"{seed}-{np.random.rand()}"),
+        )
         return derl.train(config, progress=False).recent_returns
 
     first, second, other = run(3), run(3), run(4)

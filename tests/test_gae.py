@@ -12,16 +12,24 @@ def col(*xs):
 
 
 def run(rewards, values, last, terminated, truncated, final, gamma, lam):
-    return gae(col(*rewards), col(*values), torch.tensor([last]), col(*terminated),
-               col(*truncated), col(*final), gamma, lam)[:, 0]
+    return gae(
+        col(*rewards),
+        col(*values),
+        torch.tensor([last]),
+        col(*terminated),
+        col(*truncated),
+        col(*final),
+        gamma,
+        lam,
+    )[:, 0]
 
 
 def test_no_episode_end_lambda_one_is_discounted_return_minus_value():
     # gamma 0.5, lambda 1: A_t = sum_k 0.5^k r_{t+k} + 0.5^(T-t) V_T - V_t
     adv = run([1, 2, 3], [0.5, 1, 1.5], 4.0, [0, 0, 0], [0, 0, 0], [0, 0, 0], 0.5, 1.0)
-    g2 = 3 + 0.5 * 4            # 5
-    g1 = 2 + 0.5 * g2           # 4.5
-    g0 = 1 + 0.5 * g1           # 3.25
+    g2 = 3 + 0.5 * 4  # 5
+    g1 = 2 + 0.5 * g2  # 4.5
+    g0 = 1 + 0.5 * g1  # 3.25
     assert adv.tolist() == pytest.approx([g0 - 0.5, g1 - 1, g2 - 1.5])
 
 

@@ -1,4 +1,4 @@
-"""Learning to a threshold: the classic PPO preset solves CartPole-v1 (about 20 s a seed on 2 cores)."""
+"""Learning to a threshold: the classic PPO preset solves CartPole-v1 (~20 s a seed, 2 cores)."""
 
 import pytest
 
@@ -8,8 +8,9 @@ from derl.evaluate import evaluate
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ppo_solves_cartpole(seed, tmp_path):
-    config = derl.make_config("ppo", "CartPole-v1", seed=seed, device="cpu",
-                              logdir=str(tmp_path / "run"))
+    config = derl.make_config(
+        "ppo", "CartPole-v1", seed=seed, device="cpu", logdir=str(tmp_path / "run")
+    )
     result = derl.train(config, progress=False)
     returns = evaluate(result.agent, num_episodes=10)
     assert returns.mean() >= 475, (seed, returns)
@@ -18,8 +19,9 @@ def test_ppo_solves_cartpole(seed, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a2c_solves_cartpole(seed, tmp_path):
-    config = derl.make_config("a2c", "CartPole-v1", seed=seed, device="cpu",
-                              logdir=str(tmp_path / "run"))
+    config = derl.make_config(
+        "a2c", "CartPole-v1", seed=seed, device="cpu", logdir=str(tmp_path / "run")
+    )
     result = derl.train(config, progress=False)
     returns = evaluate(result.agent, num_episodes=10)
     assert returns.mean() >= 475, (seed, returns)

@@ -1,4 +1,4 @@
-"""Checkpoints, resume (in-process, after SIGKILL, after SIGINT), safe loading, eval, video, plot."""
+"""Checkpoints, resume (in-process, after SIGKILL or SIGINT), safe loading, eval, video, plot."""
 
 import json
 import os
@@ -29,11 +29,22 @@ def params(alg):
     return [p.detach().clone() for p in alg.runner.policy.parameters()]
 
 
-@pytest.mark.parametrize("env_id, kw", [
-    ("CartPole-v1", {}),
-    ("HalfCheetah-v5", {"num_runner_steps": 256, "num_minibatches": 4, "num_epochs": 2,
-                        "num_train_steps": 1024, "checkpoint_every": 256}),
-])
+@pytest.mark.parametrize(
+    "env_id, kw",
+    [
+        ("CartPole-v1", {}),
+        (
+            "HalfCheetah-v5",
+            {
+                "num_runner_steps": 256,
+                "num_minibatches": 4,
+                "num_epochs": 2,
+                "num_train_steps": 1024,
+                "checkpoint_every": 256,
+            },
+        ),
+    ],
+)
 def test_resumed_run_equals_straight_run(tmp_path, env_id, kw):
     straight = derl.train(config(tmp_path / "a", env_id, **kw), progress=False)
     half = straight.env_steps // 2
@@ -47,8 +58,20 @@ def test_resumed_run_equals_straight_run(tmp_path, env_id, kw):
 
 
 def start_training(logdir, steps=200_000):
-    cmd = [sys.executable, "-m", "derl.cli", "ppo", "--env-id", "CartPole-v1", "--logdir",
-           str(logdir), "--num-train-steps", str(steps), "--checkpoint-every", "2048"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "derl.cli",
+        "ppo",
+        "--env-id",
+        "CartPole-v1",
+        "--logdir",
+        str(logdir),
+        "--num-train-steps",
+        str(steps),
+        "--checkpoint-every",
+        "2048",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -122,16 +145,36 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
 def test_eval_prints_mean_and_writes_playable_videos(tmp_path, capsys):
     derl.train(config(tmp_path / "run", num_train_steps=2048), progress=False)
     video = tmp_path / "cartpole.mp4"
-    assert main(["eval", str(tmp_path / "run"), "--episodes", "2", "--deterministic",
-                 "--video", str(video)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tmp_path / "run"),
+                "--episodes",
+                "2",
+                "--deterministic",
+                "--video",
+                str(video),
+            ]
+        )
+        == 0
+    )
     assert "mean return" in capsys.readouterr().out
     frames = iio.imread(video)
     assert frames.ndim == 4 and frames.shape[0] > 5 and frames.std() > 0
 
 
 def test_atari_eval_films_the_game(tmp_path):
-    derl.train(config(tmp_path / "run", "BreakoutNoFrameskip-v4", num_train_steps=256,
-                      num_envs=2, num_runner_steps=64), progress=False)
+    derl.train(
+        config(
+            tmp_path / "run",
+            "BreakoutNoFrameskip-v4",
+            num_train_steps=256,
+            num_envs=2,
+            num_runner_steps=64,
+        ),
+        progress=False,
+    )
     video = tmp_path / "breakout.gif"
     assert main(["eval", str(tmp_path / "run"), "--episodes", "1", "--video", str(video)]) == 0
     frames = iio.imread(video)
@@ -152,8 +195,10 @@ def test_load_gives_an_agent_that_acts_on_a_gymnasium_env(tmp_path):
 
 
 def test_eval_during_training_logs_eval_return(tmp_path):
-    derl.train(config(tmp_path / "run", num_train_steps=2048, eval_every=1024, eval_episodes=2),
-               progress=False)
+    derl.train(
+        config(tmp_path / "run", num_train_steps=2048, eval_every=1024, eval_episodes=2),
+        progress=False,
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(tmp_path / "run"))

@@ -20,9 +20,14 @@ def policy_and_batch():
     obs = torch.randn(16, 3)
     dist, values = policy(obs)
     actions = dist.sample()
-    batch = Batch(obs=obs, actions=actions, log_probs=dist.log_prob(actions).detach(),
-                  values=values.detach(), advantages=torch.randn(16),
-                  value_targets=torch.randn(16))
+    batch = Batch(
+        obs=obs,
+        actions=actions,
+        log_probs=dist.log_prob(actions).detach(),
+        values=values.detach(),
+        advantages=torch.randn(16),
+        value_targets=torch.randn(16),
+    )
     return policy, batch
 
 
@@ -31,8 +36,7 @@ def test_ppo_at_ratio_one_is_the_policy_gradient_loss(policy_and_batch):
     out = PPOLoss(policy, clip_range=0.2, value_loss_coef=0.5, entropy_coef=0.01)(batch)
     dist, values = policy(batch.obs)
     expected_value_loss = 0.5 * (values - batch.value_targets).pow(2).mean()
-    expected = (-batch.advantages.mean() + 0.5 * expected_value_loss
-                - 0.01 * dist.entropy().mean())
+    expected = -batch.advantages.mean() + 0.5 * expected_value_loss - 0.01 * dist.entropy().mean()
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert out.metrics["approx_kl"].item() == pytest.approx(0.0, abs=1e-6)
     assert out.metrics["clip_fraction"].item() == 0.0
@@ -58,8 +62,12 @@ def test_ppo_value_loss_is_clipped_around_old_values(policy_and_batch):
     loss = PPOLoss(policy, clip_range=0.2, value_loss_coef=1.0, entropy_coef=0.0)
     out = loss(batch)
     clipped = batch.values + 0.2
-    expected = 0.5 * torch.max((values - batch.value_targets).pow(2),
-                               (clipped - batch.value_targets).pow(2)).mean()
+    expected = (
+        0.5
+        * torch.max(
+            (values - batch.value_targets).pow(2), (clipped - batch.value_targets).pow(2)
+        ).mean()
+    )
     assert out.metrics["value_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     loss.clip_value_loss = False
     unclipped = 0.5 * (values - batch.value_targets).pow(2).mean()
@@ -70,9 +78,11 @@ def test_a2c_loss(policy_and_batch):
     policy, batch = policy_and_batch
     out = A2CLoss(policy, value_loss_coef=0.25, entropy_coef=0.1)(batch)
     dist, values = policy(batch.obs)
-    expected = (-(dist.log_prob(batch.actions) * batch.advantages).mean()
-                + 0.25 * (values - batch.value_targets).pow(2).mean()
-                - 0.1 * dist.entropy().mean())
+    expected = (
+        -(dist.log_prob(batch.actions) * batch.advantages).mean()
+        + 0.25 * (values - batch.value_targets).pow(2).mean()
+        - 0.1 * dist.entropy().mean()
+    )
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     out.loss.backward()
     grads = [p.grad for p in policy.parameters() if p.grad is not None]
@@ -90,7 +100,9 @@ def test_gaussian_policy_log_prob_and_clipped_env_actions():
     assert out["log_probs"].shape == (64,)
     env_actions = policy.env_actions(out["actions"] * 10)
     assert env_actions.min() >= -0.5 and env_actions.max() <= 0.5
-    assert dist.entropy().item() == pytest.approx(2 * 0.5 * math.log(2 * math.pi * math.e), rel=1e-5)
+    assert dist.entropy().item() == pytest.approx(
+        2 * 0.5 * math.log(2 * math.pi * math.e), rel=1e-5
+    )
 
 
 def test_multidiscrete_policy():

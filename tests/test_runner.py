@@ -11,7 +11,7 @@ from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, Transform
 
 
 class Counter(gym.Env):
-    """obs = steps taken; reward 1; terminates after `terminate_at` steps (not registered anywhere)."""
+    """obs = steps taken; reward 1; terminates after `terminate_at` steps; not registered."""
 
     observation_space = gym.spaces.Box(0, 100, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
@@ -36,8 +36,11 @@ class ConstantPolicy(torch.nn.Module):
 
     def act(self, obs, deterministic=False):
         n = obs.shape[0]
-        return {"actions": torch.zeros(n, dtype=torch.long), "log_probs": torch.zeros(n),
-                "values": torch.full((n,), self.v)}
+        return {
+            "actions": torch.zeros(n, dtype=torch.long),
+            "log_probs": torch.zeros(n),
+            "values": torch.full((n,), self.v),
+        }
 
     def env_actions(self, actions):
         return actions.numpy()
@@ -63,8 +66,13 @@ def make_env(terminate_at, time_limit):
 
 def test_rollout_shapes_counts_and_truncation():
     log = Log()
-    runner = EnvRunner(make_env(terminate_at=100, time_limit=4), ConstantPolicy(2.0), num_steps=6,
-                       num_train_steps=12, logger=log)
+    runner = EnvRunner(
+        make_env(terminate_at=100, time_limit=4),
+        ConstantPolicy(2.0),
+        num_steps=6,
+        num_train_steps=12,
+        logger=log,
+    )
     rollouts = list(runner)
     assert len(rollouts) == 1 and runner.step_count == 12
     steps = rollouts[0].steps

@@ -18,9 +18,12 @@ class A2CLoss(AlgLoss):
         value_loss = (values - batch.value_targets).pow(2).mean()
         entropy = dist.entropy().mean()
         loss = policy_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
-        return LossOutput(loss, {
-            "policy_loss": policy_loss.detach(),
-            "value_loss": value_loss.detach(),
-            "entropy": entropy.detach(),
-            "explained_variance": explained_variance(batch.values, batch.value_targets),
-        })
+        return LossOutput(
+            loss,
+            {
+                "policy_loss": policy_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "entropy": entropy.detach(),
+                "explained_variance": explained_variance(batch.values, batch.value_targets),
+            },
+        )

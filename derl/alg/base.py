@@ -31,8 +31,14 @@ def linear_schedule(start: float, num_steps: int, end: float = 0.0) -> Callable[
 class Alg:
     """`for batch in runner: loss -> backward -> clip -> optimizer step`, metrics to a logger."""
 
-    def __init__(self, runner, loss: AlgLoss, optimizer: torch.optim.Optimizer,
-                 max_grad_norm: float | None = None, lr: Callable[[int], float] | None = None):
+    def __init__(
+        self,
+        runner,
+        loss: AlgLoss,
+        optimizer: torch.optim.Optimizer,
+        max_grad_norm: float | None = None,
+        lr: Callable[[int], float] | None = None,
+    ):
         self.runner, self.loss, self.optimizer = runner, loss, optimizer
         self.max_grad_norm, self.lr = max_grad_norm, lr
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -52,8 +58,11 @@ class Alg:
         return {**out.metrics, "loss": out.loss.detach(), "grad_norm": grad_norm, "lr": lr}
 
     def state_dict(self) -> dict:
-        return {"policy": self.runner.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "runner": self.runner.state_dict()}
+        return {
+            "policy": self.runner.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "runner": self.runner.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.runner.policy.load_state_dict(state["policy"])

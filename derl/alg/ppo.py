@@ -11,8 +11,14 @@ from derl.types import Batch, LossOutput
 class PPOLoss(AlgLoss):
     """-min(r A, clip(r, 1-e, 1+e) A)  +  c_v * value loss  -  c_e * entropy, r = pi / pi_old."""
 
-    def __init__(self, policy, clip_range: float = 0.1, value_loss_coef: float = 0.5,
-                 entropy_coef: float = 0.01, clip_value_loss: bool = True):
+    def __init__(
+        self,
+        policy,
+        clip_range: float = 0.1,
+        value_loss_coef: float = 0.5,
+        entropy_coef: float = 0.01,
+        clip_value_loss: bool = True,
+    ):
         self.policy, self.clip_range = policy, clip_range
         self.value_loss_coef, self.entropy_coef = value_loss_coef, entropy_coef
         self.clip_value_loss = clip_value_loss
@@ -36,11 +42,14 @@ class PPOLoss(AlgLoss):
         with torch.no_grad():  # KL estimator k3 from http://joschu.net/blog/kl-approx.html
             approx_kl = ((ratio - 1) - log_ratio).mean()
             clip_fraction = ((ratio - 1).abs() > eps).float().mean()
-        return LossOutput(loss, {
-            "policy_loss": policy_loss.detach(),
-            "value_loss": value_loss.detach(),
-            "entropy": entropy.detach(),
-            "approx_kl": approx_kl,
-            "clip_fraction": clip_fraction,
-            "explained_variance": explained_variance(batch.values, batch.value_targets),
-        })
+        return LossOutput(
+            loss,
+            {
+                "policy_loss": policy_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "entropy": entropy.detach(),
+                "approx_kl": approx_kl,
+                "clip_fraction": clip_fraction,
+                "explained_variance": explained_variance(batch.values, batch.value_targets),
+            },
+        )

@@ -1,4 +1,4 @@
-"""Environments: `make(env_id, num_envs, seed)` returns a gymnasium vector env ready for training."""
+"""Environments: `make(env_id, num_envs, seed)` returns a vector env ready to train on."""
 
 from derl.env.families import family
 from derl.env.make import make, make_single

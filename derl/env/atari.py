@@ -67,7 +67,9 @@ def make_atari(env_id: str, render_mode: str | None = None) -> gym.Env:
     """One Atari env with the DeepMind preprocessing; observations are [4, 84, 84] uint8."""
     kwargs = {"render_mode": render_mode}
     if not env_id.split(":")[-1].split("/")[-1].split("-")[0].endswith("NoFrameskip"):
-        kwargs["frameskip"] = 1  # AtariPreprocessing skips frames itself; v5 ids keep sticky actions
+        kwargs["frameskip"] = (
+            1  # AtariPreprocessing skips frames itself; v5 ids keep sticky actions
+        )
     env = gym.make(env_id, **kwargs)
     env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
     env = TimeLimit(env, MAX_AGENT_STEPS)

@@ -1,4 +1,4 @@
-"""Which family an env id belongs to (atari, mujoco, classic) and making sure its ids are registered."""
+"""Which family an env id belongs to (atari, mujoco, classic) and registering its ids."""
 
 from __future__ import annotations
 
@@ -42,9 +42,7 @@ def register_ids(env_id: str) -> None:
     extra = _looks_like(env_id)
     needed = {"atari": "ale_py", "pybullet": "pybullet_envs_gymnasium"}
     if extra is not None and not _try_import(needed[extra]):
-        raise UsageError(
-            f"env id {env_id!r} needs the {extra} extra: pip install \"derl[{extra}]\""
-        )
+        raise UsageError(f'env id {env_id!r} needs the {extra} extra: pip install "derl[{extra}]"')
 
 
 def spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -55,7 +53,9 @@ def spec(env_id: str) -> gym.envs.registration.EnvSpec:
     except gym.error.Error:
         name = env_id.split(":")[-1]
         close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry()"
+        hint = (
+            f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry()"
+        )
         raise UsageError(f"unknown env id {env_id!r}{hint}") from None
 
 

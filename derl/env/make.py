@@ -49,7 +49,9 @@ def make(
         env = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     except gym.error.DependencyNotInstalled as exc:
         extra = "mujoco" if fam == "mujoco" else "all"
-        raise UsageError(f"{env_id!r} cannot be made ({exc}); pip install \"derl[{extra}]\"") from None
+        raise UsageError(
+            f'{env_id!r} cannot be made ({exc}); pip install "derl[{extra}]"'
+        ) from None
     if normalize or (normalize is None and fam == "mujoco"):
         env = VecNormalize(env, gamma=gamma)
     env.reset(seed=seed)

@@ -13,7 +13,7 @@ from gymnasium.wrappers.utils import RunningMeanStd
 
 
 class VecNormalize(VectorWrapper):
-    """Normalise observations by running mean/std and rewards by the std of the discounted return."""
+    """Normalise observations by running mean/std and rewards by the return's std."""
 
     def __init__(self, env: VectorEnv, gamma: float = 0.99, clip: float = 10.0, eps: float = 1e-8):
         super().__init__(env)
@@ -47,13 +47,23 @@ class VecNormalize(VectorWrapper):
                 final_obs[i] = self.normalize_obs(final_obs[i])
             info["final_obs"] = final_obs
         scaled = rewards / np.sqrt(self.return_rms.var + self.eps)
-        return self.normalize_obs(obs), np.clip(scaled, -self.clip, self.clip), terminated, truncated, info
+        return (
+            self.normalize_obs(obs),
+            np.clip(scaled, -self.clip, self.clip),
+            terminated,
+            truncated,
+            info,
+        )
 
     def state_dict(self) -> dict:
         return {
-            "obs_mean": self.obs_rms.mean, "obs_var": self.obs_rms.var, "obs_count": self.obs_rms.count,
-            "ret_mean": self.return_rms.mean, "ret_var": self.return_rms.var,
-            "ret_count": self.return_rms.count, "returns": self.returns.copy(),
+            "obs_mean": self.obs_rms.mean,
+            "obs_var": self.obs_rms.var,
+            "obs_count": self.obs_rms.count,
+            "ret_mean": self.return_rms.mean,
+            "ret_var": self.return_rms.var,
+            "ret_count": self.return_rms.count,
+            "returns": self.returns.copy(),
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -2,8 +2,8 @@
 
 Envs have no state API, so this walks each wrapper layer and keeps what is plain data (numbers,
 arrays, RNG states, deques of frames), plus the simulator state where one can be read: ALE's
-`cloneState`, MuJoCo's integration state. An env whose simulator cannot be captured (pybullet, envs in
-subprocesses) returns None and the resumed run starts fresh episodes there instead.
+`cloneState`, MuJoCo's integration state. An env whose simulator cannot be captured (pybullet,
+envs in subprocesses) returns None and the resumed run starts fresh episodes there instead.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ def _layer_state(layer: Any) -> dict:
         if isinstance(value, np.random.Generator):
             state[name] = {"rng": value.bit_generator.state}
         elif _plain(value):
-            state[name] = {"deque": list(value), "maxlen": value.maxlen} if isinstance(
-                value, deque) else {"value": value}
+            state[name] = (
+                {"deque": list(value), "maxlen": value.maxlen}
+                if isinstance(value, deque)
+                else {"value": value}
+            )
     return state
 
 

@@ -1,4 +1,4 @@
-"""The factory: one typed config per algorithm, presets by env family, and a registry of algorithms."""
+"""The factory: one typed config per algorithm, presets by env family, an algorithm registry."""
 
 from __future__ import annotations
 
@@ -46,5 +46,17 @@ def make_config(alg: str, env_id: str, **overrides) -> Config:
     return build_config(spec.config_cls, spec.presets, family(env_id), env_id=env_id, **overrides)
 
 
-__all__ = ["ALGS", "AlgSpec", "Config", "FAMILIES", "PPOConfig", "A2CConfig", "make_config",
-           "make_ppo", "make_a2c", "get_alg", "spec_of", "hp"]
+__all__ = [
+    "ALGS",
+    "AlgSpec",
+    "Config",
+    "FAMILIES",
+    "PPOConfig",
+    "A2CConfig",
+    "make_config",
+    "make_ppo",
+    "make_a2c",
+    "get_alg",
+    "spec_of",
+    "hp",
+]

@@ -30,7 +30,9 @@ class A2CConfig(Config):
         super().validate()
         self.check(self.num_runner_steps >= 1, "--num-runner-steps must be >= 1")
         self.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        self.check(0 <= self.gae_lambda <= 1, f"--gae-lambda must be in [0, 1], got {self.gae_lambda}")
+        self.check(
+            0 <= self.gae_lambda <= 1, f"--gae-lambda must be in [0, 1], got {self.gae_lambda}"
+        )
         self.check(self.max_grad_norm > 0, f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
 
 
@@ -38,8 +40,16 @@ PRESETS = {
     # openai baselines A2C on Atari.
     "atari": dict(num_envs=8, num_train_steps=10_000_000),
     # rl-zoo's HalfCheetah A2C recipe (without its log-std and init tweaks).
-    "mujoco": dict(num_envs=4, num_train_steps=1_000_000, num_runner_steps=8, gae_lambda=0.9,
-                   value_loss_coef=0.4, entropy_coef=0.0, lr=9.6e-4, normalize=True),
+    "mujoco": dict(
+        num_envs=4,
+        num_train_steps=1_000_000,
+        num_runner_steps=8,
+        gae_lambda=0.9,
+        value_loss_coef=0.4,
+        entropy_coef=0.0,
+        lr=9.6e-4,
+        normalize=True,
+    ),
     # rl-zoo's CartPole-v1 recipe.
     "classic": dict(num_envs=8, num_train_steps=500_000, entropy_coef=0.0),
 }
@@ -56,7 +66,8 @@ def make_a2c(config: A2CConfig, env, device: torch.device, logger=None) -> Alg:
         transforms.append(NormalizeAdvantages())
     runner = Transform(runner, transforms)
     loss = A2CLoss(policy, config.value_loss_coef, config.entropy_coef)
-    optimizer = torch.optim.RMSprop(policy.parameters(), lr=config.lr, alpha=config.rmsprop_alpha,
-                                    eps=config.optimizer_eps)
+    optimizer = torch.optim.RMSprop(
+        policy.parameters(), lr=config.lr, alpha=config.rmsprop_alpha, eps=config.optimizer_eps
+    )
     lr = linear_schedule(config.lr, config.num_train_steps) if config.anneal_lr else None
     return Alg(runner, loss, optimizer, config.max_grad_norm, lr)

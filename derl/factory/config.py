@@ -1,4 +1,4 @@
-"""Typed configs: options shared by every algorithm, validation, and presets picked by env family."""
+"""Typed configs: options shared by every algorithm, validation, presets by env family."""
 
 from __future__ import annotations
 
@@ -23,15 +23,18 @@ class Config:
     env_id: str = hp("CartPole-v1", "gymnasium env id; picks the atari / mujoco / classic preset")
     seed: int = hp(0, "seed of torch, numpy and the envs (env i gets seed + i)")
     device: str = hp("auto", "auto (cuda when available), cpu or cuda[:N]")
-    logdir: str | None = hp(None, "where TensorBoard events and config.json go "
-                                  "(default runs/<env>/<alg>-seed<seed>-<time>)")
+    logdir: str | None = hp(
+        None,
+        "where TensorBoard events and config.json go (default runs/<env>/<alg>-seed<seed>-<time>)",
+    )
     num_envs: int = hp(8, "number of envs stepped together")
     vectorization: str = hp("sync", "sync (one process) or async (one process per env)")
     num_train_steps: int = hp(1_000_000, "env steps to train for, summed over envs")
     normalize: bool = hp(False, "running observation and reward normalisation")
     gamma: float = hp(0.99, "discount factor")
-    checkpoint_every: int = hp(100_000, "env steps between checkpoints (one is also written at "
-                                        "the end and on Ctrl-C)")
+    checkpoint_every: int = hp(
+        100_000, "env steps between checkpoints (one is also written at the end and on Ctrl-C)"
+    )
     keep_checkpoints: int = hp(3, "how many of the newest checkpoints to keep")
     eval_every: int = hp(0, "env steps between evaluations logged as eval/return (0: never)")
     eval_episodes: int = hp(10, "episodes per evaluation")
@@ -43,17 +46,22 @@ class Config:
     def validate(self) -> None:
         """Raise UsageError for values that cannot work; subclasses add their own checks."""
         self.check(self.num_envs >= 1, f"--num-envs must be >= 1, got {self.num_envs}")
-        self.check(self.num_train_steps >= 1,
-                   f"--num-train-steps must be >= 1, got {self.num_train_steps}")
-        self.check(self.vectorization in ("sync", "async"),
-                   f"--vectorization must be sync or async, got {self.vectorization!r}")
+        self.check(
+            self.num_train_steps >= 1, f"--num-train-steps must be >= 1, got {self.num_train_steps}"
+        )
+        self.check(
+            self.vectorization in ("sync", "async"),
+            f"--vectorization must be sync or async, got {self.vectorization!r}",
+        )
         self.check(self.checkpoint_every >= 1, "--checkpoint-every must be >= 1")
         self.check(self.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1")
         self.check(self.eval_every >= 0, "--eval-every must be >= 0")
         self.check(self.eval_episodes >= 1, "--eval-episodes must be >= 1")
         self.check(0 <= self.gamma <= 1, f"--gamma must be in [0, 1], got {self.gamma}")
-        self.check(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
-                   f"--device must be auto, cpu or cuda[:N], got {self.device!r}")
+        self.check(
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
+            f"--device must be auto, cpu or cuda[:N], got {self.device!r}",
+        )
 
 
 def build_config(config_cls: type, presets: dict[str, dict], family: str, **overrides) -> Config:
@@ -61,7 +69,9 @@ def build_config(config_cls: type, presets: dict[str, dict], family: str, **over
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise UsageError(f"unknown hyperparameter(s) for {config_cls.__name__}: {', '.join(unknown)}")
+        raise UsageError(
+            f"unknown hyperparameter(s) for {config_cls.__name__}: {', '.join(unknown)}"
+        )
     config = config_cls(**{**presets[family], **overrides})
     config.validate()
     return config

@@ -34,12 +34,16 @@ class PPOConfig(Config):
         batch = self.num_envs * self.num_runner_steps
         for name in ("num_runner_steps", "num_epochs", "num_minibatches"):
             self.check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1")
-        self.check(batch % self.num_minibatches == 0,
-                   f"--num-minibatches {self.num_minibatches} does not divide the batch of "
-                   f"{batch} (num_envs * num_runner_steps)")
+        self.check(
+            batch % self.num_minibatches == 0,
+            f"--num-minibatches {self.num_minibatches} does not divide the batch of "
+            f"{batch} (num_envs * num_runner_steps)",
+        )
         self.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         self.check(self.clip_range > 0, f"--clip-range must be > 0, got {self.clip_range}")
-        self.check(0 <= self.gae_lambda <= 1, f"--gae-lambda must be in [0, 1], got {self.gae_lambda}")
+        self.check(
+            0 <= self.gae_lambda <= 1, f"--gae-lambda must be in [0, 1], got {self.gae_lambda}"
+        )
         self.check(self.max_grad_norm > 0, f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
 
 
@@ -47,12 +51,30 @@ PRESETS = {
     # CleanRL ppo_atari / openai baselines ppo2 Atari.
     "atari": dict(num_envs=8, num_train_steps=10_000_000),
     # CleanRL ppo_continuous_action / the PPO paper's MuJoCo setting.
-    "mujoco": dict(num_envs=1, num_train_steps=1_000_000, num_runner_steps=2048, num_epochs=10,
-                   num_minibatches=32, clip_range=0.2, entropy_coef=0.0, lr=3e-4, normalize=True),
+    "mujoco": dict(
+        num_envs=1,
+        num_train_steps=1_000_000,
+        num_runner_steps=2048,
+        num_epochs=10,
+        num_minibatches=32,
+        clip_range=0.2,
+        entropy_coef=0.0,
+        lr=3e-4,
+        normalize=True,
+    ),
     # rl-zoo's tuned CartPole-v1 recipe: solves it in well under 100k steps.
-    "classic": dict(num_envs=8, num_train_steps=100_000, num_runner_steps=32, num_epochs=20,
-                    num_minibatches=1, gamma=0.98, gae_lambda=0.8, clip_range=0.2,
-                    entropy_coef=0.0, lr=1e-3),
+    "classic": dict(
+        num_envs=8,
+        num_train_steps=100_000,
+        num_runner_steps=32,
+        num_epochs=20,
+        num_minibatches=1,
+        gamma=0.98,
+        gae_lambda=0.8,
+        clip_range=0.2,
+        entropy_coef=0.0,
+        lr=1e-3,
+    ),
 }
 
 
@@ -66,8 +88,13 @@ def make_ppo(config: PPOConfig, env, device: torch.device, logger=None) -> Alg:
     runner = Minibatches(runner, config.num_epochs, config.num_minibatches)
     if config.normalize_advantages:
         runner = Transform(runner, [NormalizeAdvantages()])
-    loss = PPOLoss(policy, config.clip_range, config.value_loss_coef, config.entropy_coef,
-                   config.clip_value_loss)
+    loss = PPOLoss(
+        policy,
+        config.clip_range,
+        config.value_loss_coef,
+        config.entropy_coef,
+        config.clip_value_loss,
+    )
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=config.optimizer_eps)
     lr = linear_schedule(config.lr, config.num_train_steps) if config.anneal_lr else None
     return Alg(runner, loss, optimizer, config.max_grad_norm, lr)

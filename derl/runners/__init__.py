@@ -4,5 +4,13 @@ from derl.runners.env_runner import EnvRunner
 from derl.runners.transforms import GAE, MergeTimeBatch, NormalizeAdvantages, gae
 from derl.runners.wrappers import Minibatches, RunnerWrapper, Transform
 
-__all__ = ["EnvRunner", "GAE", "MergeTimeBatch", "NormalizeAdvantages", "gae", "Minibatches",
-           "RunnerWrapper", "Transform"]
+__all__ = [
+    "EnvRunner",
+    "GAE",
+    "MergeTimeBatch",
+    "NormalizeAdvantages",
+    "gae",
+    "Minibatches",
+    "RunnerWrapper",
+    "Transform",
+]

@@ -1,4 +1,4 @@
-"""EnvRunner: steps a vector env with a policy and yields rollouts of tensors on the learner's device."""
+"""EnvRunner: steps a vector env with a policy and yields rollouts on the learner's device."""
 
 from __future__ import annotations
 
@@ -13,12 +13,23 @@ from derl.types import Batch, Rollout
 
 
 class EnvRunner:
-    """Yields `Rollout`s of `num_steps` steps per env until `num_train_steps` env steps are taken."""
+    """Yields `Rollout`s of `num_steps` steps per env, `num_train_steps` in all."""
 
-    def __init__(self, env: gym.vector.VectorEnv, policy, num_steps: int, num_train_steps: int,
-                 device: torch.device | str = "cpu", logger=None):
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        policy,
+        num_steps: int,
+        num_train_steps: int,
+        device: torch.device | str = "cpu",
+        logger=None,
+    ):
         self.env, self.policy, self.num_steps = env, policy, num_steps
-        self.num_train_steps, self.device, self.logger = num_train_steps, torch.device(device), logger
+        self.num_train_steps, self.device, self.logger = (
+            num_train_steps,
+            torch.device(device),
+            logger,
+        )
         self.num_envs = env.num_envs
         self.step_count = 0
         self.obs: torch.Tensor | None = None
@@ -40,13 +51,16 @@ class EnvRunner:
     def collect(self) -> Rollout:
         """Run `num_steps` steps in every env."""
         T, N = self.num_steps, self.num_envs
-        steps: dict[str, list] = {k: [] for k in (
-            "obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated")}
+        steps: dict[str, list] = {
+            k: []
+            for k in ("obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated")
+        }
         final_obs, final_index = [], []
         for t in range(T):
             out = self.policy.act(self.obs)
             next_obs, rewards, terminated, truncated, info = self.env.step(
-                self.policy.env_actions(out["actions"]))
+                self.policy.env_actions(out["actions"])
+            )
             self.step_count += N
             for key in ("actions", "log_probs", "values"):
                 steps[key].append(out[key])
@@ -60,14 +74,20 @@ class EnvRunner:
             if "final_info" in info:
                 self.report_episodes(info["final_info"])
             self.obs = self.to_tensor(next_obs)
-        batch = Batch(**{k: torch.stack(steps[k]) for k in ("obs", "actions", "log_probs", "values")},
-                      **{k: torch.as_tensor(np.stack(steps[k]), device=self.device).float()
-                         for k in ("rewards", "terminated", "truncated")})
+        batch = Batch(
+            **{k: torch.stack(steps[k]) for k in ("obs", "actions", "log_probs", "values")},
+            **{
+                k: torch.as_tensor(np.stack(steps[k]), device=self.device).float()
+                for k in ("rewards", "terminated", "truncated")
+            },
+        )
         return Rollout(
             steps=batch,
             last_obs=self.obs,
             final_obs=self.to_tensor(np.stack(final_obs)) if final_obs else self.obs[:0],
-            final_index=torch.as_tensor(final_index, dtype=torch.long, device=self.device).view(-1, 2),
+            final_index=torch.as_tensor(final_index, dtype=torch.long, device=self.device).view(
+                -1, 2
+            ),
         )
 
     def state_dict(self) -> dict:

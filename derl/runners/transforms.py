@@ -8,8 +8,16 @@ from torch import Tensor
 from derl.types import Batch, Rollout
 
 
-def gae(rewards: Tensor, values: Tensor, last_value: Tensor, terminated: Tensor, truncated: Tensor,
-        final_values: Tensor, gamma: float, lam: float) -> Tensor:
+def gae(
+    rewards: Tensor,
+    values: Tensor,
+    last_value: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    final_values: Tensor,
+    gamma: float,
+    lam: float,
+) -> Tensor:
     """Generalized advantage estimates (Schulman et al. 2016, https://arxiv.org/abs/1506.02438).
 
     Shapes [T, N] (`last_value` [N]). A terminated step has no future. A truncated step (time limit)
@@ -41,8 +49,15 @@ class GAE:
             t, i = rollout.final_index.unbind(1)
             final_values[t, i] = self.policy.value(rollout.final_obs)
         steps.advantages = gae(
-            steps.rewards, steps.values, self.policy.value(rollout.last_obs),
-            steps.terminated, steps.truncated, final_values, self.gamma, self.lam)
+            steps.rewards,
+            steps.values,
+            self.policy.value(rollout.last_obs),
+            steps.terminated,
+            steps.truncated,
+            final_values,
+            self.gamma,
+            self.lam,
+        )
         steps.value_targets = steps.advantages + steps.values
         return rollout
 
