@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     threads = args.threads or torch.get_num_threads()
     if os.getloadavg()[0] > 0.5:
         print(
-            f"warning: load average {os.getloadavg()[0]:.1f} before starting; other processes "
-            "competing for the CPUs make torch's thread pool, and these timings, much slower"
+            f"note: 1-min load average {os.getloadavg()[0]:.1f} at start; if other processes "
+            "still compete for the CPUs, torch's thread pool and these timings slow down a lot"
         )
     warm_up(args.device)
 
