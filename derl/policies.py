@@ -26,7 +26,7 @@ class ActorCriticPolicy(nn.Module):
     def forward(self, obs: Tensor) -> tuple[Distribution, Tensor]:
         return self.model(obs)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
         """Actions, their log-probs and state values for a batch of observations."""
         dist, values = self.model(obs)

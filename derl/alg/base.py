@@ -52,7 +52,7 @@ class Alg:
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
         self.optimizer.step()
         lr = self.optimizer.param_groups[0]["lr"]
         return {**out.metrics, "loss": out.loss.detach(), "grad_norm": grad_norm, "lr": lr}

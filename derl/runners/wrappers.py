@@ -38,6 +38,9 @@ class Minibatches(RunnerWrapper):
 
     def __iter__(self):
         for batch in self.runner:
+            if self.num_minibatches == 1:  # one minibatch is the whole batch: order is irrelevant
+                yield from (batch for _ in range(self.num_epochs))
+                continue
             size = len(batch)
             for _ in range(self.num_epochs):
                 perm = torch.randperm(size, device=batch.obs.device)
