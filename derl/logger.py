@@ -22,6 +22,7 @@ class Logger:
         rank: int = 0,
         progress: bool = True,
         start_step: int = 0,
+        purge: bool = False,
     ):
         self.logdir = logdir if rank == 0 else None  # other ranks only count
         self._writer = None
@@ -30,6 +31,7 @@ class Logger:
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.pending: dict[str, list] = defaultdict(list)
         self.step = self.start_step = start_step
+        self.purge = purge  # drop events an earlier, interrupted process wrote after start_step
         self.last_time, self.last_step = time.perf_counter(), start_step
 
     @property
@@ -39,7 +41,8 @@ class Logger:
             from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
 
             # A resumed run drops what the interrupted one wrote after its checkpoint.
-            self._writer = SummaryWriter(self.logdir, purge_step=self.start_step or None)
+            purge_step = self.start_step if self.purge else None
+            self._writer = SummaryWriter(self.logdir, purge_step=purge_step)
         return self._writer
 
     @property

@@ -166,6 +166,7 @@ def train(
     resume_state: dict | None = None,
     logdir: Path | None = None,
     stop_after: int | None = None,
+    restart: bool = False,
 ) -> TrainResult:
     """Train the algorithm `config` describes; writes TensorBoard events, config.json, checkpoints.
 
@@ -175,7 +176,7 @@ def train(
     spec = spec_of(config)
     device = resolve_device(config.device)
     logdir = logdir or (Path(config.logdir) if config.logdir else default_logdir(spec.name, config))
-    if resume_state is None and (logdir / "config.json").exists():
+    if resume_state is None and not restart and (logdir / "config.json").exists():
         raise UsageError(
             f"{logdir} already holds a run; pass another --logdir or `derl resume {logdir}`"
         )
@@ -190,7 +191,13 @@ def train(
     )
     try:
         start = resume_state["state"]["runner"]["step_count"] if resume_state else 0
-        logger = Logger(str(logdir), config.num_train_steps, progress=progress, start_step=start)
+        logger = Logger(
+            str(logdir),
+            config.num_train_steps,
+            progress=progress,
+            start_step=start,
+            purge=resume_state is not None or restart,
+        )
         alg = spec.make(config, env, device, logger)
         if resume_state is not None:
             alg.load_state_dict(resume_state["state"])
@@ -249,4 +256,10 @@ def resume(logdir: str | Path, progress: bool = True, stop_after: int | None = N
             logdir=logdir,
             stop_after=stop_after,
         )
-    raise UsageError(f"no loadable checkpoint in {logdir / checkpoint.CHECKPOINT_DIR}")
+    # Killed before its first checkpoint (or none survived): the config is all there is.
+    print(
+        f"derl: no usable checkpoint in {logdir}; starting over from step 0 with its config.json",
+        file=sys.stderr,
+    )
+    config = config_from_dict(json.loads((logdir / "config.json").read_text()))
+    return train(config, progress, logdir=logdir, stop_after=stop_after, restart=True)

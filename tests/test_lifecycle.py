@@ -214,3 +214,37 @@ def test_plot_writes_a_png_with_seeds_grouped(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     configs = [json.loads(p.read_text()) for p in Path(tmp_path).rglob("config.json")]
     assert {c["seed"] for c in configs} == {0, 1}
+
+
+@pytest.mark.slow
+def test_many_random_kills_always_resume_to_completion(tmp_path):
+    """kill -9 at random moments, `derl resume` after each, until the run finishes."""
+    rng = np.random.default_rng(0)
+    logdir = tmp_path / "run"
+    proc, kills = start_training(logdir, steps=60_000), 0
+    while kills < 8:
+        time.sleep(rng.uniform(0.2, 4.0))
+        if proc.poll() is not None:
+            break
+        proc.kill()
+        proc.wait()
+        kills += 1
+        for path in checkpoint.list_checkpoints(logdir):
+            checkpoint.load(path)  # never a half-written checkpoint
+        cmd = [sys.executable, "-m", "derl.cli", "resume", str(logdir)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    state = checkpoint.load(checkpoint.list_checkpoints(logdir)[-1])
+    assert state["state"]["runner"]["step_count"] >= 60_000
+    assert kills >= 3
+
+
+def test_resume_before_the_first_checkpoint_starts_over(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    derl.train(config(logdir, num_train_steps=1024), progress=False)
+    for path in checkpoint.list_checkpoints(logdir):
+        path.unlink()  # as if killed before the first checkpoint
+    result = resume(logdir, progress=False)
+    assert "starting over" in capsys.readouterr().err
+    assert result.env_steps >= 1024 and checkpoint.list_checkpoints(logdir)
