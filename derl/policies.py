@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from derl.models import ActorCriticModel
+from derl.models import ActorCriticModel, make_model
 
 
 class ActorCriticPolicy(nn.Module):
@@ -42,3 +42,9 @@ class ActorCriticPolicy(nn.Module):
     @torch.no_grad()
     def value(self, obs: Tensor) -> Tensor:
         return self.model(obs)[1]
+
+
+def make_actor_critic(env: gym.vector.VectorEnv, device: torch.device | str = "cpu"):
+    """The default actor-critic for a vector env's spaces (see `make_model`), on `device`."""
+    model = make_model(env.single_observation_space, env.single_action_space)
+    return ActorCriticPolicy(model, env.single_action_space).to(device)

@@ -8,8 +8,7 @@ import torch
 
 from derl.alg import A2CLoss, Alg, linear_schedule
 from derl.factory.config import Config, hp
-from derl.models import make_model
-from derl.policies import ActorCriticPolicy
+from derl.policies import make_actor_critic
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, NormalizeAdvantages, Transform
 
 
@@ -57,9 +56,7 @@ PRESETS = {
 
 def make_a2c(config: A2CConfig, env, device: torch.device, logger=None) -> Alg:
     """A2C as a recipe: policy -> runner -> n-step (GAE) advantages -> one update per rollout."""
-    policy = ActorCriticPolicy(
-        make_model(env.single_observation_space, env.single_action_space), env.single_action_space
-    ).to(device)
+    policy = make_actor_critic(env, device)
     runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
     transforms = [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()]
     if config.normalize_advantages:

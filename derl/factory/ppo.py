@@ -8,8 +8,7 @@ import torch
 
 from derl.alg import Alg, PPOLoss, linear_schedule
 from derl.factory.config import Config, hp
-from derl.models import make_model
-from derl.policies import ActorCriticPolicy
+from derl.policies import make_actor_critic
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, NormalizeAdvantages, Transform
 
 
@@ -80,9 +79,7 @@ PRESETS = {
 
 def make_ppo(config: PPOConfig, env, device: torch.device, logger=None) -> Alg:
     """PPO as a recipe: policy -> runner -> GAE -> minibatches -> loss -> Alg."""
-    policy = ActorCriticPolicy(
-        make_model(env.single_observation_space, env.single_action_space), env.single_action_space
-    ).to(device)
+    policy = make_actor_critic(env, device)
     runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
     runner = Transform(runner, [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()])
     runner = Minibatches(runner, config.num_epochs, config.num_minibatches)
