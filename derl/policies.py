@@ -44,7 +44,9 @@ class ActorCriticPolicy(nn.Module):
         return self.model(obs)[1]
 
 
-def make_actor_critic(env: gym.vector.VectorEnv, device: torch.device | str = "cpu"):
+def make_actor_critic(
+    env: gym.vector.VectorEnv, device: torch.device | str = "cpu"
+) -> ActorCriticPolicy:
     """The default actor-critic for a vector env's spaces (see `make_model`), on `device`."""
     model = make_model(env.single_observation_space, env.single_action_space)
     return ActorCriticPolicy(model, env.single_action_space).to(device)
