@@ -59,19 +59,30 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (cumsum[end] - cumsum[start]) / (end - start)
 
 
-def group_runs(runs: list[Path]) -> dict[str, list[Path]]:
-    """Runs grouped by config without the seed; labels name what differs between groups."""
-    configs = {run: json.loads((run / "config.json").read_text()) for run in runs}
-    keys = {k for c in configs.values() for k in c} - _NOT_AN_EXPERIMENT
+def group_runs(configs: dict[Path, dict]) -> dict[str, list[Path]]:
+    """Runs grouped by config without the seed; labels: the algorithm and what else differs."""
+    keys = {k for c in configs.values() for k in c} - _NOT_AN_EXPERIMENT - {"alg", "env_id"}
     varying = sorted(k for k in keys if len({json.dumps(c.get(k)) for c in configs.values()}) > 1)
-    shown = ["alg", "env_id"] + [k for k in varying if k not in ("alg", "env_id")]
     groups: dict[str, list[Path]] = defaultdict(list)
     for run, config in configs.items():
-        label = " ".join(
-            str(config.get(k)) if k in ("alg", "env_id") else f"{k}={config.get(k)}" for k in shown
-        )
+        label = " ".join([config["alg"], *(f"{k}={config.get(k)}" for k in varying)])
         groups[label].append(run)
     return dict(groups)
+
+
+def draw_group(ax, label: str, runs: list[Path], tag: str, smoothing: int, points: int) -> None:
+    """Mean over the seeds of one config, with a band of one standard deviation."""
+    curves = [read_scalars(run, tag) for run in runs]
+    curves = [(s, smooth(v, smoothing)) for s, v in curves if len(s)]
+    if not curves:
+        return
+    grid = np.linspace(min(s[0] for s, _ in curves), min(s[-1] for s, _ in curves), points)
+    ys = np.stack([np.interp(grid, s, v) for s, v in curves])
+    mean, std = ys.mean(0), ys.std(0)
+    seeds = f"{len(curves)} seed{'s' * (len(curves) > 1)}"
+    (line,) = ax.plot(grid, mean, label=f"{label} ({seeds})")
+    if len(curves) > 1:
+        ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2)
 
 
 def plot(
@@ -81,33 +92,25 @@ def plot(
     smoothing: int = 20,
     points: int = 200,
 ) -> Path:
-    """Write a PNG of `tag` against env steps for the runs at `paths`."""
+    """Write a PNG of `tag` against env steps for the runs at `paths`, one panel per env."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never needs a display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for label, runs in sorted(group_runs(find_runs(paths)).items()):
-        curves = [read_scalars(run, tag) for run in runs]
-        curves = [(s, smooth(v, smoothing)) for s, v in curves if len(s)]
-        if not curves:
-            continue
-        end = min(s[-1] for s, _ in curves)
-        grid = np.linspace(min(s[0] for s, _ in curves), end, points)
-        ys = np.stack([np.interp(grid, s, v) for s, v in curves])
-        mean, std = ys.mean(0), ys.std(0)
-        (line,) = ax.plot(
-            grid, mean, label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})"
-        )
-        if len(curves) > 1:
-            ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    if not ax.lines:
+    configs = {run: json.loads((run / "config.json").read_text()) for run in find_runs(paths)}
+    envs = sorted({c["env_id"] for c in configs.values()})
+    fig, axes = plt.subplots(1, len(envs), figsize=(7 * len(envs), 4.5), squeeze=False)
+    for ax, env_id in zip(axes[0], envs, strict=True):
+        same_env = {run: c for run, c in configs.items() if c["env_id"] == env_id}
+        for label, runs in sorted(group_runs(same_env).items()):
+            draw_group(ax, label, runs, tag, smoothing, points)
+        ax.set(title=env_id, xlabel="environment steps", ylabel=tag)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    if not any(ax.lines for ax in axes[0]):
         raise UsageError(f"no run at {', '.join(map(str, paths))} has logged {tag!r} yet")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel(tag)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
