@@ -99,6 +99,13 @@ class TransitionStorage:
         self.start(next_obs)
         return (self._next - 2) % self._rows  # the step's row again: growth may have moved it
 
+    def declare(self, name: str, example) -> None:
+        """Creates column `name` for values like `example` before any row is written."""
+        if name not in self.columns:
+            example = np.asarray(example)
+            shape = (self._rows, *example.shape)
+            self.columns[name] = np.full(shape, self.fill.get(name, 0), example.dtype)
+
     def write(self, name: str, slots, values) -> None:
         """Writes `values` to column `name` at `slots`; the first write creates the column."""
         if name not in self.columns:

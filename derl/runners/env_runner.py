@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -51,10 +53,8 @@ class EnvRunner:
     def collect(self) -> Rollout:
         """Run `num_steps` steps in every env."""
         T, N = self.num_steps, self.num_envs
-        steps: dict[str, list] = {
-            k: []
-            for k in ("obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated")
-        }
+        env_keys = ("rewards", "terminated", "truncated")
+        steps: dict[str, list] = defaultdict(list)  # obs, env_keys, and what the policy returns
         final_obs, final_index = [], []
         for t in range(T):
             out = self.policy.act(self.obs)
@@ -62,8 +62,8 @@ class EnvRunner:
                 self.policy.env_actions(out["actions"])
             )
             self.step_count += N
-            for key in ("actions", "log_probs", "values"):
-                steps[key].append(out[key])
+            for key, value in out.items():  # actor-critics: actions, log_probs, values
+                steps[key].append(value)
             steps["obs"].append(self.obs)
             steps["rewards"].append(rewards)
             steps["terminated"].append(terminated)
@@ -75,10 +75,9 @@ class EnvRunner:
                 self.report_episodes(info["final_info"])
             self.obs = self.to_tensor(next_obs)
         batch = Batch(
-            **{k: torch.stack(steps[k]) for k in ("obs", "actions", "log_probs", "values")},
+            **{k: torch.stack(v) for k, v in steps.items() if k not in env_keys},
             **{
-                k: torch.as_tensor(np.stack(steps[k]), device=self.device).float()
-                for k in ("rewards", "terminated", "truncated")
+                k: torch.as_tensor(np.stack(steps[k]), device=self.device).float() for k in env_keys
             },
         )
         return Rollout(
