@@ -12,7 +12,7 @@ import derl.env
 from derl import checkpoint
 from derl.env.normalize import VecNormalize
 from derl.errors import UsageError
-from derl.models import is_image, make_model
+from derl.models import is_image
 from derl.policies import ActorCriticPolicy
 
 
@@ -70,6 +70,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 def load(path: str | os.PathLike, device: str = "cpu") -> Agent:
     """The agent saved in a checkpoint file or in a logdir's newest checkpoint."""
+    from derl.factory import get_alg
     from derl.train import config_from_dict  # train imports this module's neighbours
 
     state = checkpoint.load(resolve_checkpoint(path))
@@ -77,7 +78,7 @@ def load(path: str | os.PathLike, device: str = "cpu") -> Agent:
     env = derl.env.make(config.env_id, 1, seed=0, normalize=False)
     obs_space, act_space = env.single_observation_space, env.single_action_space
     env.close()
-    policy = ActorCriticPolicy(make_model(obs_space, act_space), act_space)
+    policy = get_alg(state["alg"]).make_policy(config, obs_space, act_space)
     policy.load_state_dict(state["state"]["policy"])
     return Agent(policy.to(device), config, obs_space, state["state"]["runner"]["normalizer"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,17 @@ from derl.env import family, make_single
 from derl.errors import UsageError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+@contextmanager
+def eval_mode(module):
+    """Noisy layers act with their mean weights while evaluating; training mode comes back."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def run_episodes(env, act: Callable, num_episodes: int) -> np.ndarray:
@@ -32,7 +44,8 @@ def evaluate(
     """Returns of `num_episodes` episodes in one fresh env (one env: no bias to short episodes)."""
     env = agent.make_env(num_envs=1, seed=seed)
     try:
-        return run_episodes(env, lambda obs: agent.act(obs, deterministic), num_episodes)
+        with eval_mode(agent.policy):
+            return run_episodes(env, lambda obs: agent.act(obs, deterministic), num_episodes)
     finally:
         env.close()
 
@@ -67,14 +80,15 @@ def record_video(
     follow_with_camera(env)
     obs, _ = env.reset(seed=seed)
     frames, episode_return = [env.render()], float("nan")
-    for _ in range(max_steps):
-        obs, _, terminated, truncated, info = env.step(agent.act(obs, deterministic))
-        frames.append(env.render())
-        if terminated or truncated:
-            if "episode" in info:  # Atari: a lost life is not the end of the game
-                episode_return = float(info["episode"]["r"])
-                break
-            obs, _ = env.reset()
+    with eval_mode(agent.policy):
+        for _ in range(max_steps):
+            obs, _, terminated, truncated, info = env.step(agent.act(obs, deterministic))
+            frames.append(env.render())
+            if terminated or truncated:
+                if "episode" in info:  # Atari: a lost life is not the end of the game
+                    episode_return = float(info["episode"]["r"])
+                    break
+                obs, _ = env.reset()
     fps = env.metadata.get("render_fps") or 30
     env.close()
     if family(agent.config.env_id) == "atari":

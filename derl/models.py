@@ -21,9 +21,12 @@ def orthogonal_init(layer: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
 
 
 class NatureCNN(nn.Module):
-    """The Nature DQN torso (Mnih et al. 2015): uint8 [N, C, 84, 84] -> [N, 512] features."""
+    """The Nature DQN torso (Mnih et al. 2015): uint8 [N, C, 84, 84] -> [N, 512] features.
 
-    def __init__(self, in_channels: int = 4, features: int = 512):
+    `features=None` stops after the convolutions ([N, 3136]), for heads with layers of their own.
+    """
+
+    def __init__(self, in_channels: int = 4, features: int | None = 512):
         super().__init__()
         self.net = nn.Sequential(
             orthogonal_init(nn.Conv2d(in_channels, 32, 8, stride=4)),
@@ -33,13 +36,13 @@ class NatureCNN(nn.Module):
             orthogonal_init(nn.Conv2d(64, 64, 3, stride=1)),
             nn.ReLU(),
             nn.Flatten(),
-            orthogonal_init(nn.Linear(64 * 7 * 7, features)),
-            nn.ReLU(),
         )
+        if features is not None:
+            self.net.extend([orthogonal_init(nn.Linear(64 * 7 * 7, features)), nn.ReLU()])
         # oneDNN's convolutions run about 25% faster on channels-last tensors (measured on CPU:
         # forward + backward of a 256 batch, 100 ms -> 78 ms); the maths is unchanged.
         self.net.to(memory_format=torch.channels_last)
-        self.out_features = features
+        self.out_features = features or 64 * 7 * 7
 
     def forward(self, obs: Tensor) -> Tensor:
         x = obs.float().contiguous(memory_format=torch.channels_last)
@@ -47,12 +50,12 @@ class NatureCNN(nn.Module):
 
 
 class MLP(nn.Sequential):
-    """Tanh MLP torso (64, 64 by default), the usual choice for vector observations."""
+    """MLP torso: tanh (64, 64) by default, the usual choice for actor-critics on vectors."""
 
-    def __init__(self, in_features: int, hidden: tuple[int, ...] = (64, 64)):
+    def __init__(self, in_features: int, hidden: tuple[int, ...] = (64, 64), activation=nn.Tanh):
         layers: list[nn.Module] = []
         for size in hidden:
-            layers += [orthogonal_init(nn.Linear(in_features, size)), nn.Tanh()]
+            layers += [orthogonal_init(nn.Linear(in_features, size)), activation()]
             in_features = size
         super().__init__(*layers)
         self.out_features = in_features

@@ -37,7 +37,9 @@ class Rollout:
 
 @dataclass
 class LossOutput:
-    """A scalar loss to minimise and the metrics to log (floats or 0-d tensors)."""
+    """A scalar loss to minimise, the metrics to log (floats or 0-d tensors), and per-sample
+    errors for prioritized replay (`td_errors`, [B]) where the loss has them."""
 
     loss: Tensor
     metrics: dict[str, Tensor | float] = field(default_factory=dict)
+    td_errors: Tensor | None = None

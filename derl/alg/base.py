@@ -54,8 +54,12 @@ class Alg:
         max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
         self.optimizer.step()
+        self.after_update(out)
         lr = self.optimizer.param_groups[0]["lr"]
         return {**out.metrics, "loss": out.loss.detach(), "grad_norm": grad_norm, "lr": lr}
+
+    def after_update(self, out: LossOutput) -> None:
+        """What an algorithm does after each update (target networks, priorities); none here."""
 
     def state_dict(self) -> dict:
         return {

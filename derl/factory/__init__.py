@@ -7,10 +7,17 @@ from dataclasses import dataclass
 
 from derl.env.families import family
 from derl.errors import UsageError
-from derl.factory import a2c, ppo
+from derl.factory import a2c, dqn, ppo
 from derl.factory.a2c import A2CConfig, make_a2c
 from derl.factory.config import FAMILIES, Config, build_config, hp
+from derl.factory.dqn import DQNConfig, RainbowConfig, make_dqn, make_dqn_policy
 from derl.factory.ppo import PPOConfig, make_ppo
+from derl.models import make_model
+from derl.policies import ActorCriticPolicy
+
+
+def make_actor_critic_policy(config, observation_space, action_space) -> ActorCriticPolicy:
+    return ActorCriticPolicy(make_model(observation_space, action_space), action_space)
 
 
 @dataclass(frozen=True)
@@ -22,11 +29,28 @@ class AlgSpec:
     presets: dict[str, dict]
     make: Callable
     summary: str
+    make_policy: Callable = make_actor_critic_policy  # (config, obs space, act space): to load
 
 
 ALGS: dict[str, AlgSpec] = {
     "ppo": AlgSpec("ppo", PPOConfig, ppo.PRESETS, make_ppo, "Proximal Policy Optimization"),
     "a2c": AlgSpec("a2c", A2CConfig, a2c.PRESETS, make_a2c, "Advantage Actor-Critic"),
+    "dqn": AlgSpec(
+        "dqn",
+        DQNConfig,
+        dqn.PRESETS,
+        make_dqn,
+        "Deep Q-Network (Atari: 3-step double dueling with prioritized replay)",
+        make_dqn_policy,
+    ),
+    "rainbow": AlgSpec(
+        "rainbow",
+        RainbowConfig,
+        dqn.RAINBOW_PRESETS,
+        make_dqn,
+        "DQN with all six Rainbow parts",
+        make_dqn_policy,
+    ),
 }
 
 
@@ -47,6 +71,9 @@ def make_config(alg: str, env_id: str, **overrides) -> Config:
 
 
 __all__ = [
+    "DQNConfig",
+    "RainbowConfig",
+    "make_dqn",
     "ALGS",
     "AlgSpec",
     "Config",

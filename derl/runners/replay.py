@@ -248,8 +248,8 @@ class ExperienceReplay(RunnerWrapper):
     def __iter__(self):
         for rollout in self.runner:
             self.storage.add_rollout(rollout)
-            if self.step_count < self.learning_starts:
-                continue
+            if self.step_count < self.learning_starts or self.storage.tree.total == 0:
+                continue  # a resumed run without its saved buffer refills it first
             for _ in range(self.updates_per_rollout):
                 yield self.sample()
 

@@ -1,0 +1,152 @@
+"""DQN and Rainbow: the loss against hand values, noise per update, presets, bad input, learning."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import derl
+from derl.alg.dqn import DQNLoss, EpsilonGreedyPolicy, QNetwork, make_q_network, make_target
+from derl.cli import main
+from derl.evaluate import evaluate
+from derl.noisy import NoisyLinear
+from derl.types import Batch
+
+OBS = gym.spaces.Box(-1, 1, (3,), np.float32)
+
+
+def table_q(values):
+    """A Q 'network' whose Q values are a fixed table indexed by obs[:, 0]."""
+    table = torch.nn.Parameter(torch.tensor(values, dtype=torch.float32))
+    head = torch.nn.Identity()
+
+    class Lookup(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = table
+            self.out_features = table.shape[1]
+
+        def forward(self, obs):
+            return self.table[obs[:, 0].long()]
+
+    return QNetwork(Lookup(), head)
+
+
+def batch(**kw):
+    obs = torch.tensor([[0.0], [1.0]])
+    return Batch(
+        obs=obs,
+        actions=torch.tensor([0, 1]),
+        returns=torch.tensor([1.0, 2.0]),
+        discounts=torch.tensor([0.5, 0.0]),
+        next_obs=torch.tensor([[1.0], [0.0]]),
+        weights=torch.ones(2),
+        **kw,
+    )
+
+
+def test_double_q_target_uses_online_argmax_and_target_values():
+    online = table_q([[1.0, 3.0], [4.0, 2.0]])
+    target = table_q([[10.0, 20.0], [30.0, 40.0]])
+    out = DQNLoss(online, target, double=True)(batch())
+    # sample 0: next obs 1, online argmax there is action 0 -> target Q 30; 1 + 0.5 * 30 = 16
+    # sample 1: terminated (discount 0): target 2. TD errors 16 - 1 and 2 - 2.
+    assert out.td_errors.tolist() == pytest.approx([15.0, 0.0])
+    huber = (15 - 0.5 + 0.0) / 2
+    assert out.loss.item() == pytest.approx(huber)
+    plain = DQNLoss(online, target, double=False)(batch())
+    assert plain.td_errors[0].item() == pytest.approx(1 + 0.5 * 40 - 1)
+
+
+def test_importance_weights_scale_the_loss():
+    online, target = table_q([[1.0, 3.0], [4.0, 2.0]]), table_q([[0.0, 0.0], [0.0, 0.0]])
+    weighted = Batch(
+        **{
+            **vars(batch()),
+            "returns": torch.tensor([2.0, 2.0]),
+            "weights": torch.tensor([0.5, 1.0]),
+        }
+    )
+    out = DQNLoss(online, target)(weighted)
+    # TD errors: 2 + 0.5 * 0 - 1 = 1 (Huber 0.5) and 2 - 2 = 0; weighted mean 0.5 * 0.5 / 2
+    assert out.td_errors.tolist() == pytest.approx([1.0, 0.0])
+    assert out.loss.item() == pytest.approx(0.125)
+
+
+def test_distributional_loss_is_cross_entropy_to_the_projected_target():
+    torch.manual_seed(0)
+    net = make_q_network(OBS, 2, dueling=True, atoms=5, v_range=(-2, 2), hidden=8)
+    target = make_target(net)
+    b = Batch(
+        obs=torch.randn(4, 3),
+        actions=torch.tensor([0, 1, 1, 0]),
+        returns=torch.tensor([0.0, 1.0, -1.0, 0.5]),
+        discounts=torch.tensor([0.9, 0.0, 0.9, 0.0]),
+        next_obs=torch.randn(4, 3),
+        weights=torch.ones(4),
+    )
+    out = DQNLoss(net, target)(b)
+    assert out.td_errors.shape == (4,) and torch.all(out.td_errors > 0)
+    # A terminal sample's target is the point mass at its return: 1.0 sits on atom 3 of
+    # [-2, -1, 0, 1, 2], so its cross-entropy is -log p(atom 3).
+    log_p = net(b.obs).log_softmax(-1)[1, 1]
+    assert out.td_errors[1].item() == pytest.approx(-log_p[3].item(), rel=1e-5)
+    assert net.q_values(b.obs).shape == (4, 2)
+
+
+def test_epsilon_is_decided_per_env_and_annealed_on_env_steps():
+    net = make_q_network(OBS, 3, dueling=False, hidden=8)
+    policy = EpsilonGreedyPolicy(net, 3, initial_eps=1.0, final_eps=0.0, exploration_steps=1000)
+    torch.manual_seed(0)
+    actions = policy.act(torch.zeros(500, 3))["actions"]
+    assert len(set(actions.tolist())) == 3  # random per env, not one coin for the batch
+    assert policy.epsilon == pytest.approx(0.5)
+    greedy = policy.act(torch.zeros(10, 3), deterministic=True)["actions"]
+    assert len(set(greedy.tolist())) == 1 and policy.epsilon == pytest.approx(0.5)
+
+
+def test_rainbow_resamples_noise_once_per_update(tmp_path):
+    config = derl.make_config(
+        "rainbow",
+        "CartPole-v1",
+        num_train_steps=600,
+        learning_starts=300,
+        train_freq=100,
+        gradient_steps=2,
+        logdir=str(tmp_path),
+        device="cpu",
+    )
+    env = derl.env.make("CartPole-v1", 1, 0)
+    alg = derl.factory.get_alg("rainbow").make(config, env, torch.device("cpu"))
+    layer = next(m for m in alg.loss.q_network.modules() if isinstance(m, NoisyLinear))
+    runner = iter(alg.runner)
+    first = next(runner)
+    before = layer.epsilon_in.clone()
+    alg.loss.q_network(first.obs)  # a forward pass keeps the noise
+    assert torch.equal(before, layer.epsilon_in)
+    alg.step(first)  # an update draws new noise
+    assert not torch.equal(before, layer.epsilon_in)
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["dqn", "--env-id", "Pendulum-v1"], "use sac, ppo or a2c"),
+        (
+            ["rainbow", "--env-id", "CartPole-v1", "--atoms", "51", "--v-min", "5", "--v-max", "1"],
+            "--v-min < --v-max",
+        ),
+    ],
+)
+def test_bad_input(argv, message, tmp_path, capsys):
+    assert main([*argv, "--logdir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_dqn_solves_cartpole(tmp_path):
+    config = derl.make_config("dqn", "CartPole-v1", seed=0, device="cpu", logdir=str(tmp_path))
+    result = derl.train(config, progress=False)
+    assert evaluate(result.agent, num_episodes=10).mean() >= 475
