@@ -150,3 +150,31 @@ def test_dqn_solves_cartpole(tmp_path):
     config = derl.make_config("dqn", "CartPole-v1", seed=0, device="cpu", logdir=str(tmp_path))
     result = derl.train(config, progress=False)
     assert evaluate(result.agent, num_episodes=10).mean() >= 475
+
+
+@pytest.mark.parametrize("alg", ["dqn", "rainbow"])
+def test_resume_with_the_saved_buffer_equals_the_straight_run(tmp_path, alg):
+    kw = dict(
+        num_train_steps=2000,
+        learning_starts=500,
+        train_freq=100,
+        gradient_steps=5,
+        checkpoint_every=500,
+        save_buffer=True,
+        prioritized=True,
+        nstep=3,
+        device="cpu",
+    )
+    straight = derl.train(
+        derl.make_config(alg, "CartPole-v1", logdir=str(tmp_path / "a"), **kw), progress=False
+    )
+    config = derl.make_config(alg, "CartPole-v1", logdir=str(tmp_path / "b"), **kw)
+    assert derl.train(config, progress=False, stop_after=800).interrupted
+    resumed = derl.resume(tmp_path / "b", progress=False)
+    pairs = zip(
+        straight.alg.loss.q_network.parameters(),
+        resumed.alg.loss.q_network.parameters(),
+        strict=True,
+    )
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

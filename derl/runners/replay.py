@@ -204,6 +204,37 @@ class ReplayStorage:
             "indices": np.asarray(indices),
         }
 
+    def state_dict(self) -> dict:
+        """Everything held: each ring's columns and place, the priorities, the sampling RNG."""
+        rings = [
+            {
+                "columns": dict(ring.columns),
+                "next": ring._next,
+                "num_rows": ring.num_rows,
+                "num_valid": ring._num_valid,
+            }
+            for ring in self.rings
+        ]
+        return {
+            "rings": rings,
+            "nodes": self.tree.nodes,
+            "max_priority": self.max_priority,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for ring, saved in zip(self.rings, state["rings"], strict=True):
+            for name, column in saved["columns"].items():
+                ring.columns[name][...] = column
+            ring._next, ring.num_rows, ring._num_valid = (
+                saved["next"],
+                saved["num_rows"],
+                saved["num_valid"],
+            )
+        self.tree.nodes[...] = state["nodes"]
+        self.max_priority = state["max_priority"]
+        self.rng.bit_generator.state = state["rng"]
+
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         """New priorities (already raised to alpha); never 0, so nothing is stuck forever."""
         priorities = np.maximum(np.asarray(priorities, dtype=np.float64), 1e-6)
@@ -229,6 +260,7 @@ class ExperienceReplay(RunnerWrapper):
         beta: float = 0.4,
         eps: float = 1e-6,
         device: torch.device | str = "cpu",
+        save_buffer: bool = False,
     ):
         super().__init__(runner)
         self.storage, self.batch_size, self.learning_starts = storage, batch_size, learning_starts
@@ -240,6 +272,7 @@ class ExperienceReplay(RunnerWrapper):
         )
         self.device = torch.device(device)
         self.last_indices: np.ndarray | None = None
+        self.save_buffer = save_buffer  # checkpoints hold the replay too (large for Atari)
 
     @property
     def beta(self) -> float:
@@ -257,6 +290,15 @@ class ExperienceReplay(RunnerWrapper):
         data = self.storage.sample(self.batch_size, self.beta if self.alpha > 0 else None)
         self.last_indices = data.pop("indices")
         return Batch(**{k: torch.as_tensor(v, device=self.device) for k, v in data.items()})
+
+    def state_dict(self) -> dict:
+        state = self.runner.state_dict()
+        return {**state, "replay": self.storage.state_dict() if self.save_buffer else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.runner.load_state_dict(state)
+        if state.get("replay") is not None:
+            self.storage.load_state_dict(state["replay"])
 
     def update_priorities(self, td_errors: torch.Tensor) -> None:
         """Priorities of the last batch from its TD errors: (|delta| + eps)^alpha."""
