@@ -155,11 +155,11 @@ def test_dqn_solves_cartpole(tmp_path):
 @pytest.mark.parametrize("alg", ["dqn", "rainbow"])
 def test_resume_with_the_saved_buffer_equals_the_straight_run(tmp_path, alg):
     kw = dict(
-        num_train_steps=2000,
-        learning_starts=500,
+        num_train_steps=1200,
+        learning_starts=400,
         train_freq=100,
-        gradient_steps=5,
-        checkpoint_every=500,
+        gradient_steps=3,
+        checkpoint_every=400,
         save_buffer=True,
         prioritized=True,
         nstep=3,

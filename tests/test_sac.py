@@ -115,8 +115,8 @@ def test_critic_update_is_the_weighted_soft_bellman_error():
         expected = (batch.weights * ((q1 - y) ** 2 + (q2 - y) ** 2)).mean() / 2
     torch.testing.assert_close(metrics["critic_loss"], expected)
     torch.testing.assert_close(metrics["q1"], q1.mean())
-    changed = [not torch.equal(a, b) for a, b in zip(critic.parameters(), alg.critic.parameters())]
-    assert all(changed)
+    for a, b in zip(critic.parameters(), alg.critic.parameters(), strict=True):
+        assert not torch.equal(a, b)
     for a, b in zip(policy.parameters(), alg.policy.parameters(), strict=True):
         assert torch.equal(a, b)  # the critic update leaves the actor alone
 
