@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from derl.alg.base import Alg
 from derl.alg.targets import SquashedNormal
-from derl.runners.replay import ReplayStorage
 from derl.types import Batch
 
 # CleanRL's bounds for the log std, reached smoothly through a tanh (sac_continuous_action.py).
@@ -69,7 +68,7 @@ class SACPolicy(nn.Module):
         warming_up = self.training and int(self.steps_acted) < self.random_steps
         if self.training:
             self.steps_acted += obs.shape[0]
-        if warming_up:  # uniform in the box: the replay starts with diverse data (paper App. D)
+        if warming_up:  # uniform in the box, as CleanRL and SB3: diverse first data
             noise = torch.rand(obs.shape[0], self.action_dim, device=self.low.device)
             return {"actions": self.low + (self.high - self.low) * noise}
         return {"actions": self(obs).rsample()}
@@ -103,24 +102,25 @@ def soft_q_target(
     next_log_prob: Tensor,
     alpha: Tensor | float,
 ) -> Tensor:
-    """y = r + discount * (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s') (eqs. 3, 5)."""
+    """Soft target y = r + discount * (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(s')."""
     return returns + discounts * (torch.min(next_q1, next_q2) - alpha * next_log_prob)
 
 
 def critic_loss(q1: Tensor, q2: Tensor, target: Tensor, weights: Tensor) -> Tensor:
-    """J_Q = E[w (Q_1 - y)^2 / 2] + E[w (Q_2 - y)^2 / 2] (eq. 5), w the importance weights."""
+    """J_Q = E[w (Q_1 - y)^2 / 2] + E[w (Q_2 - y)^2 / 2], w the replay's importance weights."""
     return 0.5 * (weights * ((q1 - target).pow(2) + (q2 - target).pow(2))).mean()
 
 
 def actor_loss(log_prob: Tensor, q1: Tensor, q2: Tensor, alpha: Tensor | float) -> Tensor:
-    """J_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(s) reparameterised (eq. 7)."""
+    """J_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(s) reparameterised."""
     return (alpha * log_prob - torch.min(q1, q2)).mean()
 
 
 def temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float) -> Tensor:
     """J(alpha) = E[-log alpha (log pi + H_target)]: alpha grows while entropy < H_target.
 
-    Eq. 18 of https://arxiv.org/abs/1812.05905 on log alpha, as in the authors' code and SB3.
+    https://arxiv.org/abs/1812.05905 (automating entropy adjustment), written on log alpha as in
+    the authors' code and SB3, so alpha stays positive.
     """
     return -(log_alpha * (log_prob + target_entropy).detach()).mean()
 
@@ -150,13 +150,12 @@ class SAC(Alg):
         alpha: float = 1.0,
         autotune: bool = True,
         policy_frequency: int = 1,
-        save_replay: bool = True,
     ):
         self.runner, self.policy, self.critic = runner, runner.policy, critic
         self.target_critic = copy.deepcopy(critic).requires_grad_(False)
         self.critic_params = list(critic.parameters())
         self.target_params = list(self.target_critic.parameters())
-        self.tau, self.policy_frequency, self.save_replay = tau, policy_frequency, save_replay
+        self.tau, self.policy_frequency = tau, policy_frequency
         device = next(critic.parameters()).device
         self.log_alpha = torch.tensor(float(np.log(alpha)), device=device, requires_grad=autotune)
         self.target_entropy = -float(self.policy.action_dim)  # the paper's heuristic -dim(A)
@@ -222,8 +221,7 @@ class SAC(Alg):
         torch._foreach_lerp_(self.target_params, self.critic_params, self.tau)
 
     def state_dict(self) -> dict:
-        storage = getattr(self.runner, "storage", None)
-        replay = self.save_replay and isinstance(storage, ReplayStorage)
+        alpha_optimizer = self.alpha_optimizer
         return {
             "policy": self.policy.state_dict(),
             "critic": self.critic.state_dict(),
@@ -231,10 +229,9 @@ class SAC(Alg):
             "log_alpha": self.log_alpha.detach().clone(),
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
-            "alpha_optimizer": self.alpha_optimizer.state_dict() if self.alpha_optimizer else None,
+            "alpha_optimizer": None if alpha_optimizer is None else alpha_optimizer.state_dict(),
             "num_updates": self.num_updates,
-            "runner": self.runner.state_dict(),
-            "replay": replay_state(storage) if replay else None,
+            "runner": self.runner.state_dict(),  # with the replay buffer, if it is saved
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -249,44 +246,3 @@ class SAC(Alg):
             self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         self.num_updates = state["num_updates"]
         self.runner.load_state_dict(state["runner"])
-        if state.get("replay") is not None:
-            load_replay_state(self.runner.storage, state["replay"])
-
-
-# -- the replay buffer in checkpoints -------------------------------------------------------------
-
-
-def replay_state(storage: ReplayStorage) -> dict:
-    """What a resumed run needs of a ReplayStorage: rows written, ring positions, priorities, rng.
-
-    Without it a resumed SAC would learn from a near-empty buffer. Rings are preallocated to
-    capacity and fill from slot 0, so the rows written are the first `num_rows` (arrays are
-    views: checkpoint.save copies them).
-    """
-    rings = [
-        {
-            "columns": {name: col[: ring.num_rows] for name, col in ring.columns.items()},
-            "next": ring._next,
-            "num_rows": ring.num_rows,
-            "num_valid": ring._num_valid,
-        }
-        for ring in storage.rings
-    ]
-    return {
-        "rings": rings,
-        "priorities": storage.tree.priorities(np.arange(len(storage.tree))),
-        "max_priority": storage.max_priority,
-        "rng": storage.rng.bit_generator.state,
-    }
-
-
-def load_replay_state(storage: ReplayStorage, state: dict) -> None:
-    for ring, saved in zip(storage.rings, state["rings"], strict=True):
-        for name, values in saved["columns"].items():
-            ring.columns[name][: len(values)] = values
-        ring._next, ring.num_rows = saved["next"], saved["num_rows"]
-        ring._num_valid = saved["num_valid"]
-        ring.version += 1
-    storage.tree.update(np.arange(len(storage.tree)), state["priorities"])
-    storage.max_priority = state["max_priority"]
-    storage.rng.bit_generator.state = state["rng"]

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from derl.env.families import family
 from derl.errors import UsageError
-from derl.factory import a2c, dqn, ppo
+from derl.factory import a2c, dqn, ppo, sac
 from derl.factory.a2c import A2CConfig, make_a2c
 from derl.factory.config import FAMILIES, Config, build_config, hp
 from derl.factory.dqn import DQNConfig, RainbowConfig, make_dqn, make_dqn_policy
 from derl.factory.ppo import PPOConfig, make_ppo
+from derl.factory.sac import SACConfig, make_sac, make_sac_policy
 from derl.models import make_model
 from derl.policies import ActorCriticPolicy
 
@@ -51,6 +52,7 @@ ALGS: dict[str, AlgSpec] = {
         "DQN with all six Rainbow parts",
         make_dqn_policy,
     ),
+    "sac": AlgSpec("sac", SACConfig, sac.PRESETS, make_sac, "Soft Actor-Critic", make_sac_policy),
 }
 
 
@@ -71,6 +73,8 @@ def make_config(alg: str, env_id: str, **overrides) -> Config:
 
 
 __all__ = [
+    "SACConfig",
+    "make_sac",
     "DQNConfig",
     "RainbowConfig",
     "make_dqn",

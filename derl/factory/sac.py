@@ -34,7 +34,7 @@ class SACConfig(Config):
     alpha: float = hp(1.0, "temperature: the initial one, or the fixed one without --autotune")
     nstep: int = hp(1, "n-step returns (1: the paper's one-step soft Bellman target)")
     hidden: int = hp(256, "width of the two hidden layers of the actor and the critics")
-    save_replay: bool = hp(
+    save_buffer: bool = hp(
         True, "checkpoints hold the replay buffer, so a resumed run continues exactly"
     )
 
@@ -121,6 +121,7 @@ def make_sac(config: SACConfig, env, device: torch.device, logger=None) -> SAC:
         config.learning_starts,
         config.gradient_steps,
         device=device,
+        save_buffer=config.save_buffer,
     )
     hidden = (config.hidden, config.hidden)
     critic = TwinQ(obs_space.shape[0], action_space.shape[0], hidden).to(device)
@@ -133,5 +134,4 @@ def make_sac(config: SACConfig, env, device: torch.device, logger=None) -> SAC:
         config.alpha,
         config.autotune,
         config.policy_frequency,
-        config.save_replay,
     )

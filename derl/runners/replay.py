@@ -205,33 +205,41 @@ class ReplayStorage:
         }
 
     def state_dict(self) -> dict:
-        """Everything held: each ring's columns and place, the priorities, the sampling RNG."""
+        """Rows written, ring positions, priorities and the sampling RNG: what a resumed run needs.
+
+        Rings are preallocated and fill from slot 0, so only the first `num_rows` rows of each
+        column and the non-zero priorities are kept: a small run keeps a small checkpoint.
+        """
         rings = [
             {
-                "columns": dict(ring.columns),
+                "columns": {name: col[: ring.num_rows] for name, col in ring.columns.items()},
                 "next": ring._next,
                 "num_rows": ring.num_rows,
                 "num_valid": ring._num_valid,
             }
             for ring in self.rings
         ]
+        priorities = self.tree.priorities(np.arange(len(self.tree)))
+        held = np.flatnonzero(priorities)
         return {
             "rings": rings,
-            "nodes": self.tree.nodes,
+            "held": held,
+            "priorities": priorities[held],
             "max_priority": self.max_priority,
             "rng": self.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Refills a fresh storage of the same capacity from `state_dict()`."""
         for ring, saved in zip(self.rings, state["rings"], strict=True):
-            for name, column in saved["columns"].items():
-                ring.columns[name][...] = column
-            ring._next, ring.num_rows, ring._num_valid = (
-                saved["next"],
-                saved["num_rows"],
-                saved["num_valid"],
-            )
-        self.tree.nodes[...] = state["nodes"]
+            for name, values in saved["columns"].items():
+                ring.columns[name][: len(values)] = values
+            ring._next, ring.num_rows = saved["next"], saved["num_rows"]
+            ring._num_valid = saved["num_valid"]
+            ring.version += 1
+        priorities = np.zeros(len(self.tree))
+        priorities[state["held"]] = state["priorities"]
+        self.tree.update(np.arange(len(self.tree)), priorities)
         self.max_priority = state["max_priority"]
         self.rng.bit_generator.state = state["rng"]
 
