@@ -151,22 +151,25 @@ class ReplayStorage:
 
     def stacked(self, env: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Observations at `slots`, stacks rebuilt from single frames."""
-        obs = np.stack([self.rings[e].columns["obs"][s] for e, s in zip(env, slots, strict=True)])
+        obs = self.column("obs", env, slots)
         if not self.frame_stack:
             return obs
         frames, cur = [obs], slots.copy()
         for _ in range(self.stack - 1):
-            first = np.array(
-                [self.rings[e].columns["first"][s] for e, s in zip(env, cur, strict=True)]
-            )
+            first = self.column("first", env, cur)
             cur = np.where(first, cur, (cur - 1) % self.per_env)
-            frames.append(
-                np.stack([self.rings[e].columns["obs"][s] for e, s in zip(env, cur, strict=True)])
-            )
+            frames.append(self.column("obs", env, cur))
         return np.stack(frames[::-1], axis=1)
 
     def column(self, name: str, env: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        return np.stack([self.rings[e].columns[name][s] for e, s in zip(env, slots, strict=True)])
+        """Column `name` at (env, slot) pairs: one fancy-indexing gather per env."""
+        like = self.rings[0].columns[name]
+        out = np.empty((len(slots), *like.shape[1:]), like.dtype)
+        for e, ring in enumerate(self.rings):
+            mask = env == e
+            if mask.any():
+                out[mask] = ring.columns[name][slots[mask]]
+        return out
 
     def sample(self, batch_size: int, beta: float | None = None) -> dict:
         """A batch drawn in proportion to priority, with importance weights when `beta` is set."""
