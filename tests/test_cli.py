@@ -93,14 +93,15 @@ def test_help_shows_the_family_preset(capsys):
 
 BAD = [
     (["ppo", "--env-id", "CartPol-v1"], "CartPole-v1"),
-    (["ppo", "--env-id", "CartPole-v1", "--target-update-period", "5"], "unknown flag"),
+    (["ppo", "--env-id", "CartPole-v1", "--target-update-period", "5"], "flag of dqn, rainbow"),
+    (["ppo", "--env-id", "CartPole-v1", "--no-such-flag", "5"], "unknown flag"),
     (["a2c", "--env-id", "CartPole-v1", "--num-epochs", "5"], "flag of ppo"),
     (["ppo", "--env-id", "CartPole-v1", "--lr", "-1"], "--lr must be > 0"),
     (["ppo", "--env-id", "CartPole-v1", "--num-minibatches", "7"], "does not divide"),
     (["ppo", "--env-id", "CartPole-v1", "--num-envs", "abc"], "invalid integer value"),
     (["ppo", "--env-id", "CartPole-v1", "--device", "tpu"], "--device"),
     (["ppo", "--env-id", "FrozenLake-v1"], "observation space"),
-    (["sac", "--env-id", "CartPole-v1"], "unknown algorithm"),
+    (["td4", "--env-id", "CartPole-v1"], "unknown algorithm"),
     (["ppo"], "--env-id is required"),
 ]
 
