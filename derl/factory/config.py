@@ -43,6 +43,10 @@ class Config:
         if not ok:
             raise UsageError(message)
 
+    def check_at_least_one(self, *names: str) -> None:
+        for name in names:
+            self.check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1")
+
     def validate(self) -> None:
         """Raise UsageError for values that cannot work; subclasses add their own checks."""
         self.check(self.num_envs >= 1, f"--num-envs must be >= 1, got {self.num_envs}")

@@ -49,15 +49,14 @@ class DQNConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        for name in (
+        self.check_at_least_one(
             "buffer_size",
             "batch_size",
             "train_freq",
             "gradient_steps",
             "nstep",
             "target_update_period",
-        ):
-            self.check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1")
+        )
         self.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         self.check(0 < self.tau <= 1, f"--tau must be in (0, 1], got {self.tau}")
         self.check(

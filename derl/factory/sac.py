@@ -40,7 +40,7 @@ class SACConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        for name in (
+        self.check_at_least_one(
             "buffer_size",
             "batch_size",
             "train_freq",
@@ -48,8 +48,7 @@ class SACConfig(Config):
             "policy_frequency",
             "nstep",
             "hidden",
-        ):
-            self.check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1")
+        )
         self.check(self.learning_starts >= 0, "--learning-starts must be >= 0")
         self.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         self.check(self.q_lr > 0, f"--q-lr must be > 0, got {self.q_lr}")
