@@ -33,7 +33,10 @@ def add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, type_, 
     help_text = field.metadata.get("help", "")
     if type_ is bool:
         parser.add_argument(
-            flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            flag,
+            action=argparse.BooleanOptionalAction,
+            default=default,
+            help=f"{help_text} (default: {'on' if default else 'off'})",
         )
         return
     converter = {int: integer, float: float}.get(type_, str)
