@@ -8,15 +8,12 @@
 
 It imports only numpy, torch and gymnasium (matplotlib to plot): copy this one file anywhere.
 
-One storage, not two: `TransitionStorage` is the ring buffer of this toolkit *and* the base for
-derl's experience replay (DQN/SAC, n-step returns, prioritized replay), so growth, eviction and
-index maths are written and tested once. Its layout serves both: one row per observation, plus the
-step taken from it once known. A step's next observation is the next row, so observations (Atari
-frames included) are stored once, in their own dtype, and `shift(slots, k)` reaches an n-step
-window or the earlier frames of a stack. The row after an episode's last step holds the real final
-observation and no step (as in gymnasium's next-step autoreset), so truncations can bootstrap.
-`add` returns the slot it wrote, and slots stay put until overwritten (growth renumbers them;
-`initial_rows=capacity` avoids it), as a sum tree of priorities needs. Vector envs: one per env.
+`TransitionStorage` keeps one row per observation, plus the step taken from it once known. A
+step's next observation is the next row, so observations are stored once, in their own dtype, and
+`shift(slots, k)` reaches an n-step window. The row after an episode's last step holds the real
+final observation and no step (as in gymnasium's next-step autoreset), so truncations can
+bootstrap. derl's own experience replay (`derl/runners/replay.py`) uses the same layout, but
+writes whole rollouts as torch blocks that can live on the GPU, so it has its own storage.
 """
 
 from __future__ import annotations

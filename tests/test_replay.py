@@ -115,7 +115,7 @@ def test_the_newest_steps_wait_until_their_window_is_complete():
 def test_frames_are_stored_once_and_stacks_rebuilt_across_resets():
     env = vector([lambda: FrameStackObservation(Frames(), 4)] * 2)
     storage = filled_storage(env, nstep=1, gamma=0.99, steps=40)
-    assert storage.frame_stack and storage.rings[0].columns["obs"].shape[1:] == (3, 3)
+    assert storage.frame_stack and storage.columns["obs"].shape[2:] == (3, 3)
     batch = storage.get(storage.complete_indices())
     for obs, nxt, disc in zip(batch["obs"], batch["next_obs"], batch["discounts"], strict=True):
         value = int(obs[-1, 0, 0])

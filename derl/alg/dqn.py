@@ -121,10 +121,12 @@ class DQNLoss(AlgLoss):
             return self.distributional(batch)
         q = self.q_network(batch.obs).gather(1, batch.actions.long()[:, None]).squeeze(1)
         with torch.no_grad():
-            next_q = self.target(batch.next_obs).gather(
-                1, self.next_actions(batch.next_obs)[:, None]
-            )
-            target = batch.returns + batch.discounts * next_q.squeeze(1)
+            next_q = self.target(batch.next_obs)
+            if self.double:
+                next_q = next_q.gather(1, self.next_actions(batch.next_obs)[:, None]).squeeze(1)
+            else:
+                next_q = next_q.max(1).values  # the target's own argmax: one forward, not two
+            target = batch.returns + batch.discounts * next_q
         td = target - q
         loss = (batch.weights * F.huber_loss(q, target, reduction="none")).mean()
         return LossOutput(

@@ -182,8 +182,8 @@ def make_dqn(config: DQNConfig, env, device: torch.device, logger=None) -> DQN:
     )
     loss = DQNLoss(policy.q_network, make_target(policy.q_network), config.double)
     optimizer = torch.optim.Adam(
-        policy.q_network.parameters(), lr=config.lr, eps=config.optimizer_eps
-    )
+        policy.q_network.parameters(), lr=config.lr, eps=config.optimizer_eps, fused=True
+    )  # fused: one kernel for all parameters (as in PPO and SAC)
     return DQN(
         runner, loss, optimizer, config.max_grad_norm, config.target_update_period, config.tau
     )

@@ -1,14 +1,21 @@
 """Experience replay as a runner wrapper: uniform or prioritized, n-step returns at sample time.
 
-Storage is `derl.buffer.TransitionStorage` (one ring per env, so a step's next observation is
-the next row of its ring), the same storage the stand-alone toolkit uses. Stacked image
-observations keep only their newest frame; a stack is rebuilt from the frames before it,
-repeating the first frame of an episode as gymnasium's FrameStackObservation does.
+Storage is one ring per env, held as torch tensors [num_envs, per_env, ...] on the CPU or, with
+`device="cuda"`, on the GPU (sampling then never copies between host and device). A step's next
+observation is the next row of its ring; an episode end adds one more row, the reset
+observation. Stacked image observations keep only their newest frame; a stack is rebuilt from
+the frames before it, repeating the first frame of an episode as gymnasium's
+FrameStackObservation does.
 
-Every transition has a priority in one sum tree over all rings (uniform replay: all 1). A new
-transition waits at priority 0 until its n-step window is complete (the 2020 derl's "pending
-priority" trick), then enters at the running maximum (Schaul et al. 2016,
-https://arxiv.org/abs/1511.05952).
+A rollout is written as whole blocks per env (no Python loop over steps), and the flags that
+adding consults (valid, ends, complete) are kept as numpy copies on the CPU, so a GPU buffer is
+never read back while adding.
+
+Every transition has a priority in one sum tree over all rings. A new transition waits at
+priority 0 until its n-step window is complete (the 2020 derl's "pending priority" trick), then
+enters at the running maximum (Schaul et al. 2016, https://arxiv.org/abs/1511.05952). Until the
+first priority update every sampleable transition has the same priority, so sampling is uniform
+and drawn directly, without walking the tree.
 """
 
 from __future__ import annotations
@@ -17,18 +24,19 @@ import numpy as np
 import torch
 
 from derl.alg.targets import nstep_returns
-from derl.buffer import TransitionStorage
 from derl.errors import UsageError
 from derl.runners.sum_tree import SumTree, importance_weights
 from derl.runners.wrappers import RunnerWrapper
 from derl.types import Batch, Rollout
 
-# Per-transition columns besides the observation: action, reward, 2 flags, valid, first, done.
-_FLAG_COLUMNS = ("terminated", "truncated", "valid", "first", "complete")
+# Columns on the buffer's device besides the observation frames.
+_STEP_COLUMNS = ("action", "reward", "terminated", "truncated")
 
 
-def available_memory() -> int:
-    """Bytes the OS can still hand out (MemAvailable), or a huge number where unknown."""
+def available_memory(device: torch.device | None = None) -> int:
+    """Bytes still free: MemAvailable for the CPU, free memory of a CUDA device."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -37,6 +45,22 @@ def available_memory() -> int:
     except OSError:
         pass
     return 2**62
+
+
+def replay_device(choice: str, train_device: torch.device, nbytes: int) -> torch.device:
+    """Where the buffer goes for `--buffer-device`: cpu, cuda[:N], or auto (the training GPU
+    when the buffer takes at most half of its free memory, else the CPU)."""
+    if choice == "auto":
+        if train_device.type == "cuda" and nbytes <= available_memory(train_device) // 2:
+            return train_device
+        return torch.device("cpu")
+    device = torch.device(choice)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"--buffer-device {choice} asked for, but torch sees no CUDA device; "
+            "use --buffer-device cpu"
+        )
+    return device
 
 
 class ReplayStorage:
@@ -52,6 +76,7 @@ class ReplayStorage:
         gamma: float = 0.99,
         frame_stack: bool | None = None,
         seed: int = 0,
+        device: torch.device | str = "cpu",
     ):
         shape = observation_space.shape
         self.frame_stack = (
@@ -60,190 +85,249 @@ class ReplayStorage:
             else frame_stack
         )
         self.stack = shape[0] if self.frame_stack else 1
-        self.per_env = max(capacity // num_envs, nstep + 2)
         self.nstep, self.gamma, self.num_envs = nstep, gamma, num_envs
-        frame = np.zeros(shape[1:] if self.frame_stack else shape, observation_space.dtype)
+        # A block of c steps adds up to 2c rows; blocks of `_block` steps never lap the ring.
+        self.per_env = max(capacity // num_envs, 2 * (nstep + self.stack) + 4)
+        self._block = (self.per_env - self.stack - nstep - 1) // 2
+        self.device = torch.device(device)
         action = np.asarray(action_space.sample())
-        self.bytes_per_transition = frame.nbytes + action.nbytes + 4 + len(_FLAG_COLUMNS) + 8
-        needed = self.bytes_per_transition * self.per_env * num_envs
-        if needed > available_memory():
+        specs = {
+            "obs": (
+                shape[1:] if self.frame_stack else shape,
+                torch.uint8 if observation_space.dtype == np.uint8 else torch.float32,
+            ),
+            "action": (action.shape, torch.long if action.dtype.kind in "iu" else torch.float32),
+            "reward": ((), torch.float32),
+            "terminated": ((), torch.bool),
+            "truncated": ((), torch.bool),
+            "first": ((), torch.bool),  # the first row of an episode: stacks stop there
+        }
+        self.bytes_per_transition = 3 + sum(  # 3: the CPU flags below
+            int(np.prod(s)) * torch.empty((), dtype=d).element_size() for s, d in specs.values()
+        )
+        E, P = num_envs, self.per_env
+        needed, free = self.bytes_per_transition * P * E, available_memory(self.device)
+        if needed > free:
             raise UsageError(
                 f"a replay buffer of {capacity} transitions needs {needed / 2**30:.1f} GiB, more "
-                f"than the {available_memory() / 2**30:.1f} GiB available; lower --buffer-size"
+                f"than the {free / 2**30:.1f} GiB free on {self.device}; lower --buffer-size"
             )
-        # Preallocated to capacity, so slots never move (the sum tree indexes them).
-        self.rings = [
-            TransitionStorage(self.per_env, initial_rows=self.per_env) for _ in range(num_envs)
-        ]
-        columns = {"obs": frame, "action": action, "reward": np.float32(0)}
-        columns.update({name: False for name in _FLAG_COLUMNS})
-        for ring in self.rings:
-            for name, example in columns.items():
-                ring.declare(name, example)
-        self.tree = SumTree(self.per_env * num_envs)
+        self.columns = {
+            name: torch.zeros((E, P, *s), dtype=d, device=self.device)
+            for name, (s, d) in specs.items()
+        }
+        # CPU copies of what adding consults, so a GPU buffer is never read back.
+        self.valid = np.zeros((E, P), bool)  # the row holds a recorded step
+        self.ends = np.zeros((E, P), bool)  # that step ended its episode
+        self.complete = np.zeros((E, P), bool)  # its n-step window is complete
+        self.next = np.zeros(E, np.int64)  # the slot each ring writes next (rings fill from 0)
+        self.num_rows = np.zeros(E, np.int64)
+        self.num_valid = np.zeros(E, np.int64)
+        self.tree = SumTree(P * E)
         self.max_priority = 1.0
+        self.uniform = True  # no priority updated yet: all sampleable priorities are equal
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        return sum(len(ring) for ring in self.rings)
+        return int(self.num_valid.sum())
 
     @property
     def nbytes(self) -> int:
-        return sum(c.nbytes for ring in self.rings for c in ring.columns.values())
+        on_device = sum(c.numel() * c.element_size() for c in self.columns.values())
+        return on_device + self.valid.nbytes + self.ends.nbytes + self.complete.nbytes
 
     # -- adding -------------------------------------------------------------------------------
 
-    def _frame(self, obs: np.ndarray) -> np.ndarray:
-        return obs[-1] if self.frame_stack else obs
-
-    def _start(self, env: int, obs: np.ndarray) -> None:
-        slot = self.rings[env].start(self._frame(obs))
-        self.rings[env].write("first", slot, True)
-        self._evict(env, slot)
-
-    def _evict(self, env: int, new_row: int) -> None:
-        """The new row replaces the oldest transition, and the next oldest ones lose the frames
-        before them that their stacks are rebuilt from: none of them may be sampled again."""
-        rows = (new_row + np.arange(self.stack)) % self.per_env
-        self.tree.update(env * self.per_env + rows, np.zeros(len(rows)))
-
-    def add(self, env: int, action, reward, terminated: bool, truncated: bool, next_obs) -> None:
-        ring = self.rings[env]
-        slot = ring.add(action, reward, terminated, truncated, self._frame(next_obs))
-        self._evict(env, int(ring.shift(slot, 1)))
-        # Windows that are now complete: the one n-1 steps back, or all of them at an episode end.
-        back = range(self.nstep) if (terminated or truncated) else [self.nstep - 1]
-        for k in back:
-            self._complete(env, ring.shift(slot, -k))
-
-    def _complete(self, env: int, slot: int) -> None:
-        ring = self.rings[env]
-        if ring.columns["valid"][slot] and not ring.columns["complete"][slot]:
-            ring.write("complete", slot, True)
-            self.tree.update([env * self.per_env + slot], [self.max_priority])
+    def _frames(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.to(self.device, self.columns["obs"].dtype)
+        return obs[..., -1, :, :] if self.frame_stack else obs
 
     def add_rollout(self, rollout: Rollout) -> None:
         """Adds [T, N] steps from an EnvRunner (real final observations for truncations)."""
-        steps = {k: v.cpu().numpy() for k, v in vars(rollout.steps).items()}
-        final = {
-            tuple(i): o
-            for i, o in zip(
-                rollout.final_index.tolist(), rollout.final_obs.cpu().numpy(), strict=True
-            )
+        s = rollout.steps
+        T = s.rewards.shape[0]
+        frames = self._frames(torch.cat([s.obs, rollout.last_obs[None]]))  # [T + 1, N, ...]
+        # The next observation of each step: the following one, or the real final observation
+        # of a truncated episode. A terminated step never bootstraps: any frame may stand in.
+        next_frames = frames[1:].clone()
+        if len(rollout.final_index):
+            t, env = rollout.final_index.to(self.device).long().T
+            next_frames[t, env] = self._frames(rollout.final_obs)
+        data = {
+            "action": s.actions,
+            "reward": s.rewards,
+            "terminated": s.terminated,
+            "truncated": s.truncated,
         }
-        last_obs = rollout.last_obs.cpu().numpy()
-        T = steps["rewards"].shape[0]
-        for t in range(T):
-            for env in range(self.num_envs):
-                if self.rings[env].num_rows == 0:
-                    self._start(env, steps["obs"][t, env])
-                after = steps["obs"][t + 1, env] if t + 1 < T else last_obs[env]
-                term, trunc = bool(steps["terminated"][t, env]), bool(steps["truncated"][t, env])
-                # A terminated step never bootstraps: any observation can stand for its last one.
-                next_obs = final.get((t, env), steps["obs"][t, env]) if term or trunc else after
-                self.add(
-                    env, steps["actions"][t, env], steps["rewards"][t, env], term, trunc, next_obs
+        data = {k: v.to(self.device, self.columns[k].dtype) for k, v in data.items()}
+        ends = (s.terminated.bool() | s.truncated.bool()).cpu().numpy()
+        for env in range(self.num_envs):
+            for t0 in range(0, T, self._block):
+                t1 = min(t0 + self._block, T)
+                self._add_block(
+                    env,
+                    frames[t0 : t1 + 1, env],
+                    next_frames[t0:t1, env],
+                    {k: v[t0:t1, env] for k, v in data.items()},
+                    ends[t0:t1, env],
                 )
-                if term or trunc:
-                    self._start(env, after)  # the reset observation begins the next episode
+
+    def _add_block(self, env: int, frames, next_frames, data: dict, ends: np.ndarray) -> None:
+        """Steps t = 0..n-1 of one env: from frames[t] to next_frames[t]; frames[t + 1] is the
+        reset observation after a step that ended its episode."""
+        P, n = self.per_env, len(ends)
+        start = int(self.num_rows[env] == 0)  # an empty ring first gets the step's observation
+        # Row positions after the ring's newest row: step t leads to row nxt[t] (its next
+        # observation) and an episode end adds row nxt[t] + 1 (the reset observation).
+        nxt = np.arange(n) + np.cumsum(ends) - ends + start
+        resets = nxt[ends] + 1
+        length = n + int(ends.sum()) + start
+        rows = (self.next[env] + np.arange(length)) % P
+        step_rows = (self.next[env] + nxt - 1) % P  # the row each step starts from
+
+        # Rows overwritten lose their transition; then frames, flags and step data go in.
+        self.num_valid[env] -= self.valid[env, rows].sum()
+        self.valid[env, rows] = self.ends[env, rows] = self.complete[env, rows] = False
+
+        def dev(a):
+            return torch.as_tensor(a, device=self.device)
+
+        new = next_frames.new_empty((length, *next_frames.shape[1:]))
+        new[dev(nxt)] = next_frames
+        new[dev(resets)] = frames[1:][dev(ends)]
+        first = np.zeros(length, bool)
+        first[resets] = True
+        if start:
+            new[0], first[0] = frames[0], True
+        self.columns["obs"][env, dev(rows)] = new
+        self.columns["first"][env, dev(rows)] = dev(first)
+        for name, values in data.items():
+            self.columns[name][env, dev(step_rows)] = values
+        self.valid[env, step_rows], self.ends[env, step_rows] = True, ends
+        self.num_valid[env] += n
+        self.next[env] = (self.next[env] + length) % P
+        self.num_rows[env] = min(self.num_rows[env] + length, P)
+
+        # Priorities: the new rows, and the old rows whose stacks lose their earlier frames to
+        # them, can no longer be sampled; steps whose n-step windows are now complete enter.
+        evicted = (rows[0] + np.arange(length + self.stack - 1)) % P
+        entered = self._completed(env, (rows[0] + np.arange(-self.nstep, length)) % P)
+        self.complete[env, entered] = True
+        self.tree.update(  # one call: a slot in both keeps its last value, the max priority
+            env * P + np.concatenate([evicted, entered]),
+            np.concatenate([np.zeros(len(evicted)), np.full(len(entered), self.max_priority)]),
+        )
+
+    def _completed(self, env: int, slots: np.ndarray) -> np.ndarray:
+        """The recorded, not yet complete steps at `slots` whose n-step window is now complete:
+        n steps recorded, or an episode end among the recorded ones."""
+        slots = slots[self.valid[env, slots] & ~self.complete[env, slots]]
+        window = (slots[:, None] + np.arange(self.nstep)) % self.per_env
+        recorded = np.cumprod(self.valid[env, window], axis=1).astype(bool)
+        done = recorded.all(axis=1) | (self.ends[env, window] & recorded).any(axis=1)
+        return slots[done]
 
     # -- sampling -----------------------------------------------------------------------------
 
-    def stacked(self, env: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """Observations at `slots`, stacks rebuilt from single frames."""
-        obs = self.column("obs", env, slots)
-        if not self.frame_stack:
-            return obs
-        frames, cur = [obs], slots.copy()
+    def stacked(self, env: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """Observations at (env, slot) pairs, stacks rebuilt from single frames."""
+        obs = self.columns["obs"]
+        frames, cur = [obs[env, slots]], slots
         for _ in range(self.stack - 1):
-            first = self.column("first", env, cur)
-            cur = np.where(first, cur, (cur - 1) % self.per_env)
-            frames.append(self.column("obs", env, cur))
-        return np.stack(frames[::-1], axis=1)
-
-    def column(self, name: str, env: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """Column `name` at (env, slot) pairs: one fancy-indexing gather per env."""
-        like = self.rings[0].columns[name]
-        out = np.empty((len(slots), *like.shape[1:]), like.dtype)
-        for e, ring in enumerate(self.rings):
-            mask = env == e
-            if mask.any():
-                out[mask] = ring.columns[name][slots[mask]]
-        return out
+            cur = torch.where(self.columns["first"][env, cur], cur, (cur - 1) % self.per_env)
+            frames.append(obs[env, cur])
+        return torch.stack(frames[::-1], dim=1) if self.frame_stack else frames[0]
 
     def sample(self, batch_size: int, beta: float | None = None) -> dict:
         """A batch drawn in proportion to priority, with importance weights when `beta` is set."""
-        indices = self.tree.sample(batch_size, self.rng)
+        if self.uniform:
+            indices = self._sample_uniform(batch_size)
+        else:
+            indices = self.tree.sample(batch_size, self.rng)
         batch = self.get(indices)
         if beta is not None:
             probs = self.tree.priorities(indices) / self.tree.total
-            batch["weights"] = importance_weights(probs, len(self), beta).astype(np.float32)
+            weights = importance_weights(probs, len(self), beta).astype(np.float32)
+            batch["weights"] = torch.as_tensor(weights, device=self.device)
         return batch
+
+    def _sample_uniform(self, batch_size: int) -> np.ndarray:
+        """Uniform over the sampleable slots: draw among the rows written, keep those with a
+        priority (nearly all of them), draw again for the rest."""
+        if not self.tree.total > 0:
+            raise ValueError("no transition can be sampled yet")
+        offsets = np.concatenate([[0], np.cumsum(self.num_rows)])
+        found, need = [], batch_size
+        while need > 0:
+            flat = self.rng.integers(0, offsets[-1], size=need + need // 4 + 8)
+            env = np.searchsorted(offsets, flat, side="right") - 1
+            indices = env * self.per_env + flat - offsets[env]
+            indices = indices[self.tree.priorities(indices) > 0][:need]
+            found.append(indices)
+            need -= len(indices)
+        return np.concatenate(found)
 
     def complete_indices(self) -> np.ndarray:
         """Every transition that can be sampled (its n-step window is complete)."""
         return np.flatnonzero(self.tree.priorities(np.arange(len(self.tree))) > 0)
 
     def get(self, indices: np.ndarray) -> dict:
-        """obs, actions, n-step returns, bootstrap discounts, next_obs, weights (1) at `indices`."""
-        env, slots = np.divmod(np.asarray(indices), self.per_env)
-        window = (slots[:, None] + np.arange(self.nstep)) % self.per_env
-        flat_env = np.repeat(env, self.nstep)
+        """obs, actions, n-step returns, bootstrap discounts, next_obs, weights (1) at `indices`,
+        as tensors on the buffer's device."""
+        indices = np.asarray(indices)
+        env, slots = (
+            torch.as_tensor(a, device=self.device) for a in np.divmod(indices, self.per_env)
+        )
+        window = (slots[:, None] + torch.arange(self.nstep, device=self.device)) % self.per_env
 
         def win(name):
-            values = self.column(name, flat_env, window.ravel()).reshape(len(slots), self.nstep)
-            return torch.as_tensor(values.astype(np.float32))
+            return self.columns[name][env[:, None], window]
 
         returns, discounts, k = nstep_returns(
             win("reward"), win("terminated"), win("truncated"), self.gamma
         )
         return {
             "obs": self.stacked(env, slots),
-            "actions": self.column("action", env, slots),
-            "returns": returns.numpy(),
-            "discounts": discounts.numpy(),
-            "next_obs": self.stacked(env, (slots + k.numpy()) % self.per_env),
-            "weights": np.ones(len(slots), np.float32),
-            "indices": np.asarray(indices),
+            "actions": self.columns["action"][env, slots],
+            "returns": returns,
+            "discounts": discounts,
+            "next_obs": self.stacked(env, (slots + k) % self.per_env),
+            "weights": torch.ones(len(indices), device=self.device),
+            "indices": indices,
         }
 
     def state_dict(self) -> dict:
         """Rows written, ring positions, priorities and the sampling RNG: what a resumed run needs.
 
-        Rings are preallocated and fill from slot 0, so only the first `num_rows` rows of each
-        column and the non-zero priorities are kept: a small run keeps a small checkpoint.
+        Rings fill from slot 0, so only the first `num_rows` rows of each column and the non-zero
+        priorities are kept: a small run keeps a small checkpoint.
         """
-        rings = [
-            {
-                "columns": {name: col[: ring.num_rows] for name, col in ring.columns.items()},
-                "next": ring._next,
-                "num_rows": ring.num_rows,
-                "num_valid": ring._num_valid,
-            }
-            for ring in self.rings
-        ]
+        rows = int(self.num_rows.max())
         priorities = self.tree.priorities(np.arange(len(self.tree)))
         held = np.flatnonzero(priorities)
         return {
-            "rings": rings,
+            "columns": {name: c[:, :rows].cpu() for name, c in self.columns.items()},
+            "flags": {name: getattr(self, name)[:, :rows].copy() for name in _FLAGS},
+            "counters": {name: getattr(self, name).copy() for name in _COUNTERS},
             "held": held,
             "priorities": priorities[held],
             "max_priority": self.max_priority,
+            "uniform": self.uniform,
             "rng": self.rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Refills a fresh storage of the same capacity from `state_dict()`."""
-        for ring, saved in zip(self.rings, state["rings"], strict=True):
-            for name, values in saved["columns"].items():
-                ring.columns[name][: len(values)] = values
-            ring._next, ring.num_rows = saved["next"], saved["num_rows"]
-            ring._num_valid = saved["num_valid"]
-            ring.version += 1
+        for name, values in state["columns"].items():
+            self.columns[name][:, : values.shape[1]] = values.to(self.device)
+        for name, values in state["flags"].items():
+            getattr(self, name)[:, : values.shape[1]] = values
+        for name, values in state["counters"].items():
+            getattr(self, name)[:] = values
         priorities = np.zeros(len(self.tree))
         priorities[state["held"]] = state["priorities"]
         self.tree.update(np.arange(len(self.tree)), priorities)
-        self.max_priority = state["max_priority"]
+        self.max_priority, self.uniform = state["max_priority"], state["uniform"]
         self.rng.bit_generator.state = state["rng"]
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
@@ -251,6 +335,11 @@ class ReplayStorage:
         priorities = np.maximum(np.asarray(priorities, dtype=np.float64), 1e-6)
         self.tree.update(indices, priorities)
         self.max_priority = max(self.max_priority, float(priorities.max()))
+        self.uniform = False
+
+
+_FLAGS = ("valid", "ends", "complete")
+_COUNTERS = ("next", "num_rows", "num_valid")
 
 
 class ExperienceReplay(RunnerWrapper):
@@ -300,7 +389,7 @@ class ExperienceReplay(RunnerWrapper):
     def sample(self) -> Batch:
         data = self.storage.sample(self.batch_size, self.beta if self.alpha > 0 else None)
         self.last_indices = data.pop("indices")
-        return Batch(**{k: torch.as_tensor(v, device=self.device) for k, v in data.items()})
+        return Batch(**{k: v.to(self.device, non_blocking=True) for k, v in data.items()})
 
     def state_dict(self) -> dict:
         state = self.runner.state_dict()

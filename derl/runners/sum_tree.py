@@ -46,9 +46,10 @@ class SumTree:
         nodes = leaves + self.size
         self.nodes[nodes] = priorities[::-1][last]
         # Each parent is recomputed from its children, not shifted by a delta, so float error
-        # never accumulates: the tree always equals one built from scratch.
+        # never accumulates: the tree always equals one built from scratch. A level is written
+        # after the one below it is final, so a parent listed twice gets the same sum twice.
         for _ in range(self.depth):
-            nodes = np.unique(nodes // 2)
+            nodes = nodes // 2
             self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
 
     def priorities(self, indices) -> np.ndarray:
