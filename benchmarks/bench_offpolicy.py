@@ -1,64 +1,112 @@
-"""Training throughput of derl's SAC against Stable-Baselines3's SAC, same hyperparameters.
+"""Training speed of derl's DQN and SAC against Stable-Baselines3's, same hyperparameters.
 
-Both train Pendulum-v1 from derl's classic SAC preset (batch 256, one gradient step per env step,
-256-256 ReLU actor and twin critics, learned temperature, one env), with `--learning-starts`
-random steps first and `--steps` learning steps after them. With one update per env step the
-run is update-bound, so what is compared is the rate of the learning phase: env steps per second
-from the first update to the end (the random warm-up is timed apart and reported too).
+Four runs per library: DQN on CartPole-v1 and BreakoutNoFrameskip-v4, SAC on Pendulum-v1 and
+HalfCheetah-v5, each from derl's preset for the env (`derl.make_config`) with every field mapped
+onto SB3's class: network, batch size, buffer, learning start, env steps per round of updates and
+updates per round, target updates, exploration, learning rates. DQN runs plain (no double,
+dueling, n-step, prioritized replay, noisy nets or C51), as SB3 has none of them.
 
-What is timed, for both alike: stepping the env, the replay buffer and the updates; no logger
-output, no checkpoints (derl: `make_sac(...).learn()` without a logger; SB3: `learn()` with
-verbose=0). Building the models and imports are not timed.
+Every run is a fresh Python process (multiprocessing "spawn"), so neither library inherits the
+other's torch state (worker threads, the flush-denormal flag derl sets, warm caches). What is
+timed, alike for both: building the env and the model, then training. derl: `derl.train(config,
+progress=False)`, which also writes TensorBoard scalars and a final checkpoint to a temporary
+logdir; SB3: `DQN(...)` / `SAC(...)` and `learn()` with verbose=0. Imports are not timed.
 
-Mapping notes: SB3 has one learning rate for actor, critics and temperature, so derl's lr and q_lr
-must be equal (the classic preset's are). SB3's actor clips its log std to [-20, 2], derl's
-squashes it into [-5, 2] (CleanRL); SB3 computes critic gradients it throws away in the actor
-update, derl freezes the critic there; derl uses fused Adam. These are part of what is measured.
+Mapping notes: SB3 has one learning rate for SAC's actor, critics and temperature, so derl's q_lr
+is set to lr (the presets' are equal already). derl's SAC
+squashes the actor's log std into [-5, 2] (CleanRL), SB3 clips it to [-20, 2]; SB3 computes critic
+gradients it throws away in the actor update, derl freezes the critic there. These are part of
+what is measured. Atari: derl uses gymnasium's AtariPreprocessing plus its own life-loss and
+FIRE wrappers, SB3 make_atari_env + VecFrameStack(4): the same preprocessing.
 
-Usage: python benchmarks/bench_offpolicy.py [--steps N] [--learning-starts N] [--seed S]
-       [--threads N] [--repeats R]
+    python benchmarks/bench_offpolicy.py [--runs dqn-cartpole ...] [--threads N] [--repeats R]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shlex
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-import torch
-from stable_baselines3 import SAC as SB3SAC
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import DummyVecEnv
+# (algorithm, env id, overrides of derl's preset): short budgets that a 2-core machine runs in
+# minutes; buffers and learning starts shrunk where the preset's would not fill in that time.
+RUNS = {
+    "dqn-cartpole": ("dqn", "CartPole-v1", dict(num_train_steps=20_000)),
+    "dqn-breakout": (
+        "dqn",
+        "BreakoutNoFrameskip-v4",
+        dict(num_train_steps=6_000, buffer_size=20_000, learning_starts=2_000),
+    ),
+    "sac-pendulum": ("sac", "Pendulum-v1", dict(num_train_steps=6_000, learning_starts=1_000)),
+    "sac-halfcheetah": (
+        "sac",
+        "HalfCheetah-v5",
+        dict(num_train_steps=4_000, learning_starts=1_000),
+    ),
+}
+PLAIN_DQN = dict(double=False, dueling=False, nstep=1, prioritized=False, noisy=False, atoms=1)
 
-import derl
-import derl.env
-from derl.factory.config import build_config
-from derl.factory.sac import PRESETS, SACConfig, make_sac
 
-ENV_ID = "Pendulum-v1"
+def derl_config(alg: str, env_id: str, overrides: dict, logdir: str | None):
+    import derl
 
-
-def sac_config(steps: int, learning_starts: int, seed: int) -> SACConfig:
-    return build_config(
-        SACConfig,
-        PRESETS,
-        "classic",
-        env_id=ENV_ID,
-        seed=seed,
+    # SB3's SAC has one learning rate: the critics get the actor's (the presets' are equal).
+    extra = PLAIN_DQN if alg == "dqn" else dict(q_lr=derl.make_config(alg, env_id).lr)
+    return derl.make_config(
+        alg,
+        env_id,
         device="cpu",
-        learning_starts=learning_starts,
-        num_train_steps=learning_starts + steps,
+        seed=0,
+        logdir=logdir,
+        checkpoint_every=10**9,
+        **overrides,
+        **extra,
     )
 
 
-def sb3_kwargs(c: SACConfig) -> dict:
-    """derl's SACConfig `c` as keyword arguments of stable_baselines3.SAC."""
-    assert c.lr == c.q_lr and c.num_envs == 1 and c.nstep == 1 and c.policy_frequency == 1
-    return dict(
-        learning_rate=c.lr,
+def run_derl(alg: str, env_id: str, overrides: dict) -> tuple[int, float]:
+    import derl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = derl_config(alg, env_id, overrides, str(Path(tmp) / "run"))
+        start = time.perf_counter()
+        result = derl.train(config, progress=False)
+        return result.env_steps, time.perf_counter() - start
+
+
+def sb3_env(env_id: str):
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+    from derl.env.families import family
+
+    gym.register_envs(ale_py)
+    if family(env_id) == "atari":
+        env = make_atari_env(
+            env_id,
+            n_envs=1,
+            seed=0,
+            vec_env_cls=DummyVecEnv,
+            wrapper_kwargs=dict(terminal_on_life_loss=True),
+        )
+        return VecFrameStack(env, 4)
+    return make_vec_env(env_id, n_envs=1, seed=0, vec_env_cls=DummyVecEnv)
+
+
+def sb3_model(alg: str, env, c):
+    """SB3's DQN or SAC from derl's config `c`, field by field."""
+    from stable_baselines3 import DQN, SAC
+
+    from derl.models import is_image
+
+    common = dict(
         buffer_size=c.buffer_size,
         learning_starts=c.learning_starts,
         batch_size=c.batch_size,
@@ -66,100 +114,99 @@ def sb3_kwargs(c: SACConfig) -> dict:
         gamma=c.gamma,
         train_freq=c.train_freq,
         gradient_steps=c.gradient_steps,
-        ent_coef=f"auto_{c.alpha}" if c.autotune else c.alpha,
-        target_entropy="auto",  # -dim(A), as derl
-        policy_kwargs=dict(net_arch=[c.hidden, c.hidden]),
         seed=c.seed,
-        device=c.device,
+        device="cpu",
         verbose=0,
+    )
+    if alg == "sac":
+        assert c.lr == c.q_lr and c.num_envs == 1 and c.nstep == 1 and c.policy_frequency == 1
+        return SAC(
+            "MlpPolicy",
+            env,
+            learning_rate=c.lr,
+            ent_coef=f"auto_{c.alpha}" if c.autotune else c.alpha,
+            target_entropy="auto",  # -dim(A), as derl
+            policy_kwargs=dict(net_arch=[c.hidden, c.hidden]),
+            **common,
+        )
+    image = is_image(env.observation_space)
+    # derl: conv torso (images) or Linear(obs, 256) + ReLU, then Linear(., h) ReLU Linear(h, A).
+    # SB3: NatureCNN ends in Linear(., 512) + ReLU, then net_arch hidden layers, then Linear(., A).
+    hidden = c.hidden or (512 if image else 256)
+    policy, net_arch = ("CnnPolicy", []) if image else ("MlpPolicy", [hidden, hidden])
+    return DQN(
+        policy,
+        env,
+        learning_rate=c.lr,
+        target_update_interval=c.target_update_period,
+        exploration_fraction=c.exploration_steps / c.num_train_steps,
+        exploration_initial_eps=c.initial_eps,
+        exploration_final_eps=c.final_eps,
+        max_grad_norm=c.max_grad_norm,
+        policy_kwargs=dict(net_arch=net_arch, optimizer_kwargs=dict(eps=c.optimizer_eps)),
+        **common,
     )
 
 
-def run_derl(c: SACConfig) -> tuple[float, float]:
-    """(seconds of the random warm-up, seconds of the learning phase)."""
-    env = derl.env.make(c.env_id, c.num_envs, c.seed)
-    alg = make_sac(c, env, torch.device(c.device))
-    marks = {}
-    alg.runner.hooks.append(lambda step: marks.setdefault(step >= c.learning_starts, time.time()))
-    start = time.time()
-    alg.learn()
-    end = time.time()
+def run_sb3(alg: str, env_id: str, overrides: dict) -> tuple[int, float]:
+    c = derl_config(alg, env_id, overrides, None)
+    start = time.perf_counter()
+    env = sb3_env(env_id)
+    model = sb3_model(alg, env, c)
+    model.learn(total_timesteps=c.num_train_steps)
+    seconds = time.perf_counter() - start
     env.close()
-    return marks[True] - start, end - marks[True]
+    return model.num_timesteps, seconds
 
 
-class _Mark(BaseCallback):
-    """Notes the time of the first step after `learning_starts` env steps."""
+def child(lib: str, run: str, threads: int, queue) -> None:
+    """One timed run in a fresh process; puts (env steps, seconds) on `queue`."""
+    import torch
 
-    def __init__(self, learning_starts: int):
-        super().__init__()
-        self.learning_starts, self.time = learning_starts, None
-
-    def _on_step(self) -> bool:
-        if self.time is None and self.num_timesteps >= self.learning_starts:
-            self.time = time.time()
-        return True
+    torch.set_num_threads(threads)
+    alg, env_id, overrides = RUNS[run]
+    queue.put((run_derl if lib == "derl" else run_sb3)(alg, env_id, overrides))
 
 
-def run_sb3(c: SACConfig) -> tuple[float, float]:
-    env = make_vec_env(c.env_id, n_envs=c.num_envs, seed=c.seed, vec_env_cls=DummyVecEnv)
-    model = SB3SAC("MlpPolicy", env, **sb3_kwargs(c))
-    mark = _Mark(c.learning_starts)
-    start = time.time()
-    model.learn(total_timesteps=c.num_train_steps, callback=mark)
-    end = time.time()
-    env.close()
-    return mark.time - start, end - mark.time
-
-
-def bench_sac(
-    steps: int = 5_000, learning_starts: int = 1_000, seed: int = 0, repeats: int = 1
-) -> dict[str, tuple[float, float]]:
-    """{library: (warm-up steps/s, learning steps/s)}, the fastest of `repeats` runs each."""
-    c = sac_config(steps, learning_starts, seed)
-    best: dict[str, tuple[float, float]] = {}
-    for _ in range(repeats):
-        for lib, run in (("derl", run_derl), ("sb3", run_sb3)):
-            warmup_s, learn_s = run(c)
-            rates = (learning_starts / warmup_s, steps / learn_s)
-            print(
-                f"{lib:5s} warm-up {learning_starts} steps {warmup_s:6.1f} s  "
-                f"learning {steps} steps {learn_s:6.1f} s  {rates[1]:6.0f} steps/s",
-                flush=True,
-            )
-            if lib not in best or rates[1] > best[lib][1]:
-                best[lib] = rates
-    return best
+def isolated(lib: str, run: str, threads: int) -> tuple[int, float]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=child, args=(lib, run, threads, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=5_000, help="env steps after learning starts")
-    parser.add_argument("--learning-starts", type=int, default=1_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch.set_num_threads for both (1: small MLPs gain little from more)",
-    )
+    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     parser.add_argument("--repeats", type=int, default=1, help="runs per library; fastest kept")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     if os.getloadavg()[0] > 0.5:
         print(f"note: 1-min load average {os.getloadavg()[0]:.1f} at start: timings may suffer")
-    best = bench_sac(args.steps, args.learning_starts, args.seed, args.repeats)
+    print("| run | env | library | env steps | wall s | steps/s | derl/SB3 |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for run in args.runs:
+        alg, env_id, _ = RUNS[run]
+        best: dict[str, tuple[int, float]] = {}
+        for _ in range(args.repeats):
+            for lib in ("derl", "sb3"):
+                steps, seconds = isolated(lib, run, args.threads)
+                if lib not in best or steps / seconds > best[lib][0] / best[lib][1]:
+                    best[lib] = (steps, seconds)
+        sps = {lib: steps / seconds for lib, (steps, seconds) in best.items()}
+        for lib, (steps, seconds) in best.items():
+            ratio = f"{sps['derl'] / sps['sb3']:.2f}x" if lib == "derl" else ""
+            row = f"| {alg} | {env_id} | {lib} | {steps} | {seconds:.1f} | {sps[lib]:.0f} |"
+            print(f"{row} {ratio} |", flush=True)
+    import torch
 
-    print(f"\n| {ENV_ID} SAC | warm-up steps/s | learning steps/s | derl/SB3 (learning) |")
-    print("|---|---:|---:|---:|")
-    ratio = best["derl"][1] / best["sb3"][1]
-    for lib, (warm, learn) in best.items():
-        r = f"{ratio:.2f}x" if lib == "derl" else ""
-        print(f"| {lib} | {warm:.0f} | {learn:.0f} | {r} |")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\ntorch_threads={args.threads} cpus={os.cpu_count()} repeats={args.repeats} "
-        f"torch={torch.__version__} derl={derl.__version__} load_avg_after={load}"
+        f"\ntorch threads {args.threads}, cpus {os.cpu_count()}, repeats {args.repeats}, "
+        f"torch {torch.__version__}, load average after {load}"
     )
     print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
 

@@ -8,6 +8,7 @@ import os
 import sys
 import typing
 
+from derl.alg.base import flush_denormals
 from derl.env.families import family
 from derl.errors import UsageError
 from derl.factory import ALGS, get_alg, make_config
@@ -197,6 +198,9 @@ def report(result) -> int:
         f"{verb} {result.env_steps} env steps, mean return of the last 100 episodes "
         f"{result.mean_return:.2f}, logs in {result.logdir}"
     )
+    best = result.logdir / "best.pt"
+    if best.exists():
+        print(f"best evaluated agent: {best} (derl eval {best})")
     if result.interrupted:
         print(f"continue with: derl resume {result.logdir}")
     return 130 if result.interrupted else 0
@@ -229,6 +233,7 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    flush_denormals()  # first thing, so every torch worker thread computes denormals as 0
     try:
         return run(sys.argv[1:] if argv is None else list(argv))
     except UsageError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import re
 import signal
@@ -22,6 +23,7 @@ import torch
 import derl.env
 from derl import checkpoint
 from derl.alg import Alg
+from derl.alg.base import flush_denormals
 from derl.errors import UsageError
 from derl.factory import Config, get_alg, spec_of
 from derl.logger import Logger
@@ -85,6 +87,9 @@ def config_from_dict(data: dict) -> Config:
     return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
+BEST = "best.pt"  # the policy with the best evaluation so far, in the logdir
+
+
 class Interrupted(Exception):
     """Ctrl-C was pressed: a checkpoint has been written."""
 
@@ -98,6 +103,8 @@ class Lifecycle:
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
         self.last_checkpoint = self.last_eval = alg.runner.step_count
         self.stop_requested, self.stop_after = False, stop_after
+        best = logdir / BEST  # a resumed run keeps the best agent of the steps before it
+        self.best_return = checkpoint.load(best)["eval_return"] if best.exists() else -math.inf
 
     def __call__(self, step: int) -> None:
         if self.stop_requested or (self.stop_after is not None and step >= self.stop_after):
@@ -128,9 +135,26 @@ class Lifecycle:
         from derl.agent import Agent
         from derl.evaluate import evaluate
 
-        returns = evaluate(Agent.from_alg(self.alg, self.config), self.config.eval_episodes)
-        self.logger.scalar("eval/return", float(returns.mean()), step)
+        agent = Agent.from_alg(self.alg, self.config)
+        mean = float(evaluate(agent, self.config.eval_episodes).mean())
+        self.logger.scalar("eval/return", mean, step)
         self.last_eval = step
+        if mean > self.best_return:
+            # Value-based agents can get worse late in training (DQN on CartPole does): keep the
+            # best evaluated one, as rl-zoo's best_model, for `derl eval LOGDIR/best.pt`.
+            self.best_return = mean
+            state = {
+                "format": FORMAT,
+                "alg": spec_of(self.config).name,
+                "config": dataclasses.asdict(self.config),
+                "state": {
+                    "policy": self.alg.runner.policy.state_dict(),
+                    "runner": {"normalizer": agent.normalizer},
+                },
+                "eval_return": mean,
+                "step": step,
+            }
+            checkpoint.save(state, self.logdir / BEST)
 
     def on_sigint(self, signum, frame) -> None:
         if self.stop_requested:  # pressed twice: stop now
@@ -173,6 +197,9 @@ def train(
     `stop_after`: checkpoint and stop once this many env steps are taken (train in chunks;
     `resume` continues to `config.num_train_steps`).
     """
+    flush_denormals()  # before torch's worker threads start, so they inherit it
+    if config.threads:
+        torch.set_num_threads(config.threads)
     spec = spec_of(config)
     device = resolve_device(config.device)
     logdir = logdir or (Path(config.logdir) if config.logdir else default_logdir(spec.name, config))

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from derl.cli import main
@@ -103,7 +104,11 @@ BAD = [
     (["ppo", "--env-id", "FrozenLake-v1"], "observation space"),
     (["td4", "--env-id", "CartPole-v1"], "unknown algorithm"),
     (["ppo"], "--env-id is required"),
+    (["ppo", "--env-id", "CartPole-v1", "--threads", "-1"], "--threads must be >= 0"),
+    (["dqn", "--env-id", "CartPole-v1", "--buffer-device", "tpu"], "--buffer-device must be"),
 ]
+if not torch.cuda.is_available():
+    BAD.append((["sac", "--env-id", "Pendulum-v1", "--buffer-device", "cuda"], "no CUDA device"))
 
 
 @pytest.mark.parametrize("argv, message", BAD)

@@ -178,3 +178,25 @@ def test_experience_replay_wrapper_yields_batches_after_learning_starts():
     assert batches[0].obs.shape == (4, 1) and batches[0].weights.shape == (4,)
     replay.update_priorities(torch.ones(4))
     assert 0.4 < replay.beta <= 1.0
+
+
+def test_buffer_device_auto_keeps_the_buffer_with_a_cpu_learner():
+    env = vector([lambda: Count()])
+    space, actions = env.single_observation_space, env.single_action_space
+    assert ReplayStorage(space, actions, 1, 100, device="auto").device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_buffer_holds_and_samples_what_a_cpu_buffer_does():
+    env = vector([lambda: FrameStackObservation(Frames(), 4)] * 2)
+    space, actions = env.single_observation_space, env.single_action_space
+    cpu = ReplayStorage(space, actions, 2, 64, nstep=3, seed=1)
+    gpu = ReplayStorage(space, actions, 2, 64, nstep=3, seed=1, device="cuda")
+    for rollout in EnvRunner(env, FirstAction(), num_steps=10, num_train_steps=100):
+        cpu.add_rollout(rollout)
+        gpu.add_rollout(rollout)
+    a, b = cpu.sample(32), gpu.sample(32)
+    assert b["obs"].is_cuda
+    for key in a:
+        x, y = (v if key == "indices" else v.cpu().numpy() for v in (a[key], b[key]))
+        assert np.array_equal(x, y), key

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from derl.alg.base import Alg, AlgLoss
 from derl.alg.targets import categorical_projection
 from derl.models import MLP, NatureCNN, is_image
-from derl.noisy import DuelingHead, NoisyLinear, reset_noise
+from derl.noisy import DuelingHead, NoisyLinear
 from derl.types import Batch, LossOutput
 
 
@@ -168,6 +168,8 @@ class DQN(Alg):
         super().__init__(runner, loss, optimizer, max_grad_norm)
         self.target_update_period, self.tau = target_update_period, tau
         self.last_target_update = 0
+        networks = (loss.q_network, loss.target)
+        self.noisy_layers = [m for n in networks for m in n.modules() if isinstance(m, NoisyLinear)]
 
     def after_update(self, out: LossOutput) -> None:
         self.runner.update_priorities(out.td_errors)
@@ -176,8 +178,8 @@ class DQN(Alg):
             online, target = self.loss.q_network.parameters(), self.loss.target.parameters()
             torch._foreach_lerp_(list(target), list(online), self.tau)  # tau 1: a hard copy
             self.last_target_update = step
-        reset_noise(self.loss.q_network)  # new noise per update, not per forward pass
-        reset_noise(self.loss.target)
+        for layer in self.noisy_layers:
+            layer.reset_noise()  # new noise per update, not per forward pass
 
     def step(self, batch: Batch) -> dict:
         metrics = super().step(batch)

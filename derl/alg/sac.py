@@ -9,6 +9,7 @@ of Polyak-averaged copies of themselves; the temperature alpha keeps the entropy
 from __future__ import annotations
 
 import copy
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -78,17 +79,42 @@ class SACPolicy(nn.Module):
         return torch.maximum(torch.minimum(actions, self.high), self.low).cpu().numpy()
 
 
+class EnsembleLinear(nn.Module):
+    """`n` independent Linear layers run as one batched matmul: [n, B, in] -> [n, B, out].
+
+    Each member starts as nn.Linear does (weights and biases uniform in +-1/sqrt(in)).
+    """
+
+    def __init__(self, n: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)
+        weight = torch.empty(n, in_features, out_features).uniform_(-bound, bound)
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
 class TwinQ(nn.Module):
-    """Two Q networks on concat(obs, action); the min of both fights overestimation (TD3)."""
+    """Two Q networks on concat(obs, action); the min of both fights overestimation (TD3).
+
+    Both run as one ensemble (a batched matmul per layer, not two MLPs): with 256-unit layers on
+    a CPU, the critic update is bound by the number of ops, and this halves it.
+    """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...] = (256, 256)):
         super().__init__()
-        self.q1 = mlp(obs_dim + action_dim, 1, hidden)
-        self.q2 = mlp(obs_dim + action_dim, 1, hidden)
+        sizes = (obs_dim + action_dim, *hidden, 1)
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes, sizes[1:], strict=False):
+            layers += [EnsembleLinear(2, a, b), nn.ReLU()]
+        self.net = nn.Sequential(*layers[:-1])
 
     def forward(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         x = torch.cat([obs, actions], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        q1, q2 = self.net(x.expand(2, *x.shape)).squeeze(-1)
+        return q1, q2
 
 
 # -- the losses: pure maths on tensors --------------------------------------------------------

@@ -38,6 +38,7 @@ class Config:
     keep_checkpoints: int = hp(3, "how many of the newest checkpoints to keep")
     eval_every: int = hp(0, "env steps between evaluations logged as eval/return (0: never)")
     eval_episodes: int = hp(10, "episodes per evaluation")
+    threads: int = hp(0, "torch CPU threads (0: torch's default, one per core)")
 
     def check(self, ok: bool, message: str) -> None:
         if not ok:
@@ -61,10 +62,29 @@ class Config:
         self.check(self.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1")
         self.check(self.eval_every >= 0, "--eval-every must be >= 0")
         self.check(self.eval_episodes >= 1, "--eval-episodes must be >= 1")
+        self.check(self.threads >= 0, f"--threads must be >= 0, got {self.threads}")
         self.check(0 <= self.gamma <= 1, f"--gamma must be in [0, 1], got {self.gamma}")
         self.check(
             self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
             f"--device must be auto, cpu or cuda[:N], got {self.device!r}",
+        )
+
+
+@dataclass(frozen=True)
+class OffPolicyConfig(Config):
+    """Options of the algorithms that learn from a replay buffer."""
+
+    buffer_device: str = hp(
+        "cpu",
+        "where the replay buffer lives: cpu, cuda[:N], or auto (the training GPU when the "
+        "buffer takes at most half of its free memory): on the GPU, batches need no copy",
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        self.check(
+            self.buffer_device == "auto" or self.buffer_device.split(":")[0] in ("cpu", "cuda"),
+            f"--buffer-device must be auto, cpu or cuda[:N], got {self.buffer_device!r}",
         )
 
 

@@ -10,13 +10,13 @@ import torch
 
 from derl.alg.sac import SAC, SACPolicy, TwinQ
 from derl.errors import UsageError
-from derl.factory.config import Config, hp
+from derl.factory.config import OffPolicyConfig, hp
 from derl.runners import EnvRunner
 from derl.runners.replay import ExperienceReplay, ReplayStorage
 
 
 @dataclass(frozen=True)
-class SACConfig(Config):
+class SACConfig(OffPolicyConfig):
     buffer_size: int = hp(1_000_000, "replay capacity in transitions")
     batch_size: int = hp(256, "transitions per update")
     learning_starts: int = hp(
@@ -112,6 +112,8 @@ def make_sac(config: SACConfig, env, device: torch.device, logger=None) -> SAC:
         config.nstep,
         config.gamma,
         seed=config.seed,
+        device=config.buffer_device,
+        train_device=device,
     )
     runner = ExperienceReplay(
         runner,

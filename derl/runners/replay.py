@@ -77,7 +77,9 @@ class ReplayStorage:
         frame_stack: bool | None = None,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        train_device: torch.device | str = "cpu",
     ):
+        """`device`: cpu, cuda[:N], or auto (see `replay_device`, with `train_device`)."""
         shape = observation_space.shape
         self.frame_stack = (
             len(shape) == 3 and observation_space.dtype == np.uint8
@@ -89,7 +91,6 @@ class ReplayStorage:
         # A block of c steps adds up to 2c rows; blocks of `_block` steps never lap the ring.
         self.per_env = max(capacity // num_envs, 2 * (nstep + self.stack) + 4)
         self._block = (self.per_env - self.stack - nstep - 1) // 2
-        self.device = torch.device(device)
         action = np.asarray(action_space.sample())
         specs = {
             "obs": (
@@ -106,7 +107,9 @@ class ReplayStorage:
             int(np.prod(s)) * torch.empty((), dtype=d).element_size() for s, d in specs.values()
         )
         E, P = num_envs, self.per_env
-        needed, free = self.bytes_per_transition * P * E, available_memory(self.device)
+        needed = self.bytes_per_transition * P * E
+        self.device = replay_device(str(device), torch.device(train_device), needed)
+        free = available_memory(self.device)
         if needed > free:
             raise UsageError(
                 f"a replay buffer of {capacity} transitions needs {needed / 2**30:.1f} GiB, more "
@@ -383,13 +386,21 @@ class ExperienceReplay(RunnerWrapper):
             self.storage.add_rollout(rollout)
             if self.step_count < self.learning_starts or self.storage.tree.total == 0:
                 continue  # a resumed run without its saved buffer refills it first
-            for _ in range(self.updates_per_rollout):
-                yield self.sample()
+            # Uniform replay draws a round's batches at once (one gather instead of one per
+            # update); prioritized replay draws each after the last one's priority update.
+            per_draw = 1 if self.alpha > 0 else self.updates_per_rollout
+            for _ in range(self.updates_per_rollout // per_draw):
+                yield from self.sample(per_draw)
 
-    def sample(self) -> Batch:
-        data = self.storage.sample(self.batch_size, self.beta if self.alpha > 0 else None)
-        self.last_indices = data.pop("indices")
-        return Batch(**{k: v.to(self.device, non_blocking=True) for k, v in data.items()})
+    def sample(self, count: int = 1):
+        """Yields `count` batches from one draw of `count * batch_size` transitions."""
+        size = self.batch_size
+        data = self.storage.sample(count * size, self.beta if self.alpha > 0 else None)
+        indices = data.pop("indices")
+        data = {k: v.to(self.device, non_blocking=True) for k, v in data.items()}
+        for i in range(count):
+            self.last_indices = indices[i * size : (i + 1) * size]
+            yield Batch(**{k: v[i * size : (i + 1) * size] for k, v in data.items()})
 
     def state_dict(self) -> dict:
         state = self.runner.state_dict()
