@@ -132,7 +132,7 @@ def test_rainbow_resamples_noise_once_per_update(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["dqn", "--env-id", "Pendulum-v1"], "use sac, ppo or a2c"),
+        (["dqn", "--env-id", "Pendulum-v1"], "use sac, td3, ppo or a2c"),
         (
             ["rainbow", "--env-id", "CartPole-v1", "--atoms", "51", "--v-min", "5", "--v-max", "1"],
             "--v-min < --v-max",

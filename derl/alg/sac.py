@@ -33,12 +33,42 @@ def mlp(in_features: int, out_features: int, hidden: tuple[int, ...] = (256, 256
     return nn.Sequential(*layers, nn.Linear(in_features, out_features))
 
 
-class SACPolicy(nn.Module):
-    """The actor: obs -> SquashedNormal on the action box; uniform actions for `random_steps`.
+class BoxActor(nn.Module):
+    """What SAC's and TD3's actors share: the action box, and uniform actions in it for the first
+    `random_steps` env steps of training (as CleanRL and SB3: diverse first data).
 
     The warm-up counts env steps acted for in a buffer, so a resumed run knows where it is. Only a
-    stochastic act in training mode counts and explores at random; deterministic acts (evaluation)
-    always use the squashed mean.
+    stochastic act in training mode counts and explores at random.
+    """
+
+    def __init__(self, action_space: gym.spaces.Box, random_steps: int = 0):
+        super().__init__()
+        self.action_dim = action_space.shape[0]
+        self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
+        self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
+        self.register_buffer("steps_acted", torch.zeros((), dtype=torch.int64))
+        self.random_steps = random_steps
+
+    def warm_up_actions(self, obs: Tensor) -> Tensor | None:
+        """Counts the steps of a training act; uniform actions while warming up, else None."""
+        if not self.training:
+            return None
+        warming_up = int(self.steps_acted) < self.random_steps
+        self.steps_acted += obs.shape[0]
+        if not warming_up:
+            return None
+        noise = torch.rand(obs.shape[0], self.action_dim, device=self.low.device)
+        return self.low + (self.high - self.low) * noise
+
+    def env_actions(self, actions: Tensor) -> np.ndarray:
+        """Actions as the env takes them: numpy, clamped to the box against rounding."""
+        return torch.maximum(torch.minimum(actions, self.high), self.low).cpu().numpy()
+
+
+class SACPolicy(BoxActor):
+    """The actor: obs -> SquashedNormal on the action box; uniform actions for `random_steps`.
+
+    Deterministic acts (evaluation) always use the squashed mean.
     """
 
     def __init__(
@@ -48,13 +78,8 @@ class SACPolicy(nn.Module):
         hidden: tuple[int, ...] = (256, 256),
         random_steps: int = 0,
     ):
-        super().__init__()
-        self.action_dim = action_space.shape[0]
+        super().__init__(action_space, random_steps)
         self.net = mlp(obs_dim, 2 * self.action_dim, hidden)  # mean and log std
-        self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
-        self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
-        self.register_buffer("steps_acted", torch.zeros((), dtype=torch.int64))
-        self.random_steps = random_steps
 
     def forward(self, obs: Tensor) -> SquashedNormal:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
@@ -66,17 +91,8 @@ class SACPolicy(nn.Module):
         """Actions in the box for a batch of observations (no grad)."""
         if deterministic:
             return {"actions": self(obs).mode}
-        warming_up = self.training and int(self.steps_acted) < self.random_steps
-        if self.training:
-            self.steps_acted += obs.shape[0]
-        if warming_up:  # uniform in the box, as CleanRL and SB3: diverse first data
-            noise = torch.rand(obs.shape[0], self.action_dim, device=self.low.device)
-            return {"actions": self.low + (self.high - self.low) * noise}
-        return {"actions": self(obs).rsample()}
-
-    def env_actions(self, actions: Tensor) -> np.ndarray:
-        """Actions as the env takes them: numpy, clamped to the box against rounding."""
-        return torch.maximum(torch.minimum(actions, self.high), self.low).cpu().numpy()
+        random = self.warm_up_actions(obs)
+        return {"actions": random if random is not None else self(obs).rsample()}
 
 
 class EnsembleLinear(nn.Module):

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 from derl.env.families import family
 from derl.errors import UsageError
-from derl.factory import a2c, dqn, ppo, sac
+from derl.factory import a2c, dqn, ppo, sac, td3
 from derl.factory.a2c import A2CConfig, make_a2c
 from derl.factory.config import FAMILIES, Config, build_config, hp
 from derl.factory.dqn import DQNConfig, RainbowConfig, make_dqn, make_dqn_policy
 from derl.factory.ppo import PPOConfig, make_ppo
 from derl.factory.sac import SACConfig, make_sac, make_sac_policy
+from derl.factory.td3 import TD3Config, make_td3, make_td3_policy
 from derl.models import make_model
 from derl.policies import ActorCriticPolicy
 
@@ -53,6 +54,7 @@ ALGS: dict[str, AlgSpec] = {
         make_dqn_policy,
     ),
     "sac": AlgSpec("sac", SACConfig, sac.PRESETS, make_sac, "Soft Actor-Critic", make_sac_policy),
+    "td3": AlgSpec("td3", TD3Config, td3.PRESETS, make_td3, "Twin Delayed DDPG", make_td3_policy),
 }
 
 
@@ -75,6 +77,8 @@ def make_config(alg: str, env_id: str, **overrides) -> Config:
 __all__ = [
     "SACConfig",
     "make_sac",
+    "TD3Config",
+    "make_td3",
     "DQNConfig",
     "RainbowConfig",
     "make_dqn",

@@ -132,7 +132,7 @@ def check_discrete(env, name: str) -> int:
     if not isinstance(space, gym.spaces.Discrete):
         raise UsageError(
             f"{name} needs a discrete action space, not {space}; "
-            "for continuous actions use sac, ppo or a2c"
+            "for continuous actions use sac, td3, ppo or a2c"
         )
     return int(space.n)
 

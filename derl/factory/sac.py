@@ -72,18 +72,19 @@ PRESETS = {
 }
 
 
-def check_box(env) -> gym.spaces.Box:
-    """The action space, if SAC can act in it: a 1-D Box with finite bounds."""
+def check_box(env, name: str = "sac") -> gym.spaces.Box:
+    """The action space, if SAC (or TD3) can act in it: a 1-D Box with finite bounds."""
     space = env.single_action_space
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
         raise UsageError(
-            "sac needs a continuous (Box) action space; for discrete actions use ppo, a2c or dqn"
+            f"{name} needs a continuous (Box) action space; "
+            "for discrete actions use ppo, a2c, dqn or rainbow"
         )
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-        raise UsageError(f"sac squashes actions into their box, which must be finite: {space}")
+        raise UsageError(f"{name} squashes actions into their box, which must be finite: {space}")
     obs_space = env.single_observation_space
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise UsageError(f"sac takes 1-D Box observations, not {obs_space}")
+        raise UsageError(f"{name} takes 1-D Box observations, not {obs_space}")
     return space
 
 
