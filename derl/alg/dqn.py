@@ -91,12 +91,14 @@ class EpsilonGreedyPolicy(nn.Module):
 
     @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
-        actions = self.q_network.q_values(obs).argmax(-1)
-        if not deterministic:
-            explore = torch.rand(len(actions), device=obs.device) < self.epsilon
-            random = torch.randint(self.num_actions, actions.shape, device=obs.device)
-            actions = torch.where(explore, random, actions)
-            self.steps += len(actions)
+        if deterministic:
+            return {"actions": self.q_network.q_values(obs).argmax(-1)}
+        n = obs.shape[0]
+        explore = torch.rand(n, device=obs.device) < self.epsilon
+        actions = torch.randint(self.num_actions, (n,), device=obs.device)
+        self.steps += n
+        if not explore.all():  # when every env explores, the Q network's answer goes unused
+            actions = torch.where(explore, actions, self.q_network.q_values(obs).argmax(-1))
         return {"actions": actions}
 
     def env_actions(self, actions: Tensor) -> np.ndarray:
