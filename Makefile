@@ -30,6 +30,7 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_ppo.py
+	$(BIN)/python benchmarks/bench_offpolicy.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -33,6 +33,7 @@ class Logger:
         self.step = self.start_step = start_step
         self.purge = purge  # drop events an earlier, interrupted process wrote after start_step
         self.last_time, self.last_step = time.perf_counter(), start_step
+        self.step_time = self.last_time  # when `step` was reached
 
     @property
     def writer(self):
@@ -72,7 +73,7 @@ class Logger:
         """Metrics of one update made when `step` env steps had been taken."""
         if step != self.step:
             self.flush()
-            self.step = step
+            self.step, self.step_time = step, time.perf_counter()
         for key, value in metrics.items():
             self.pending[key].append(value.detach() if isinstance(value, torch.Tensor) else value)
 
@@ -83,9 +84,10 @@ class Logger:
         for key, value in means.items():
             self.scalar(f"train/{key}", value, self.step)
         self.pending.clear()
-        now = time.perf_counter()
-        sps = (self.step - self.last_step) / max(now - self.last_time, 1e-9)
-        self.last_time, self.last_step = now, self.step
+        # Steps over the time between the moments the two step counts were reached (not the
+        # time of this flush, which comes a rollout late and would skew the last value).
+        sps = (self.step - self.last_step) / max(self.step_time - self.last_time, 1e-9)
+        self.last_time, self.last_step = self.step_time, self.step
         self.scalar("time/sps", sps, self.step)
         self.bar.update(min(self.step, self.bar.total) - self.bar.n)
         postfix = {"sps": f"{sps:.0f}"}
