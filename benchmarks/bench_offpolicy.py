@@ -25,13 +25,15 @@ FIRE wrappers, SB3 make_atari_env + VecFrameStack(4): the same preprocessing.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from isolated import isolated  # noqa: E402
 
 # (algorithm, env id, overrides of derl's preset): short budgets that a 2-core machine runs in
 # minutes; buffers and learning starts shrunk where the preset's would not fill in that time.
@@ -70,6 +72,8 @@ def derl_config(alg: str, env_id: str, overrides: dict, logdir: str | None):
 
 
 def run_derl(alg: str, env_id: str, overrides: dict) -> tuple[int, float]:
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401  imports are not timed
+
     import derl
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,25 +163,6 @@ def run_sb3(alg: str, env_id: str, overrides: dict) -> tuple[int, float]:
     return model.num_timesteps, seconds
 
 
-def child(lib: str, run: str, threads: int, queue) -> None:
-    """One timed run in a fresh process; puts (env steps, seconds) on `queue`."""
-    import torch
-
-    torch.set_num_threads(threads)
-    alg, env_id, overrides = RUNS[run]
-    queue.put((run_derl if lib == "derl" else run_sb3)(alg, env_id, overrides))
-
-
-def isolated(lib: str, run: str, threads: int) -> tuple[int, float]:
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    process = ctx.Process(target=child, args=(lib, run, threads, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
@@ -193,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         best: dict[str, tuple[int, float]] = {}
         for _ in range(args.repeats):
             for lib in ("derl", "sb3"):
-                steps, seconds = isolated(lib, run, args.threads)
+                fn = run_derl if lib == "derl" else run_sb3
+                steps, seconds = isolated(fn, *RUNS[run], threads=args.threads)
                 if lib not in best or steps / seconds > best[lib][0] / best[lib][1]:
                     best[lib] = (steps, seconds)
         sps = {lib: steps / seconds for lib, (steps, seconds) in best.items()}

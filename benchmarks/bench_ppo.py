@@ -2,9 +2,9 @@
 
 For each env (CartPole-v1, BreakoutNoFrameskip-v4) this script takes derl's preset from
 `derl.make_config("ppo", env_id, ...)`, maps every field onto `stable_baselines3.PPO`, trains both
-libraries for the same number of env steps in one process, and prints a markdown table of env
-steps actually taken, wall seconds, steps per second and the derl / SB3 speed ratio (> 1: derl is
-faster).
+libraries for the same number of env steps, each run in a fresh process (`isolated.py`), and prints
+a markdown table of env steps actually taken, wall seconds, steps per second and the derl / SB3
+speed ratio (> 1: derl is faster).
 
 What is timed, for both libraries alike: building the vector env and the model, then training
 (derl: `derl.train(config, progress=False)`, which also writes TensorBoard scalars and its final
@@ -45,6 +45,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 import derl
 from derl.env.families import family
 
+sys.path.insert(0, str(Path(__file__).parent))
+from isolated import isolated  # noqa: E402
+
 gym.register_envs(ale_py)
 
 ENVS = {"cartpole": "CartPole-v1", "breakout": "BreakoutNoFrameskip-v4"}
@@ -83,6 +86,8 @@ def sb3_kwargs(c) -> dict:
 
 
 def run_derl(env_id: str, steps: int, seed: int, device: str) -> tuple[int, float]:
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401  imports are not timed
+
     with tempfile.TemporaryDirectory() as tmp:
         config = derl_config(env_id, steps, seed, device, str(Path(tmp) / "run"))
         start = time.perf_counter()
@@ -106,19 +111,6 @@ def run_sb3(env_id: str, steps: int, seed: int, device: str) -> tuple[int, float
     elapsed = time.perf_counter() - start
     env.close()
     return model.num_timesteps, elapsed
-
-
-def warm_up(device: str) -> None:
-    """Pay torch's lazy one-time costs (oneDNN init, the torch._dynamo import of the first Adam
-    step, ~1 s) and derl's lazy TensorBoard import up front, so the first run is not charged."""
-    from torch.utils.tensorboard import SummaryWriter  # noqa: F401  derl imports it lazily
-
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(4, 8, 8, stride=4), torch.nn.Flatten(), torch.nn.LazyLinear(4)
-    ).to(device)
-    net(torch.zeros(8, 4, 84, 84, device=device)).sum().backward()
-    torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
-    torch.optim.Adam(net.parameters(), eps=1e-5).step()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,7 +139,6 @@ def main(argv: list[str] | None = None) -> None:
             f"note: 1-min load average {os.getloadavg()[0]:.1f} at start; if other processes "
             "still compete for the CPUs, torch's thread pool and these timings slow down a lot"
         )
-    warm_up(args.device)
 
     rows = []
     for name in args.envs:
@@ -156,8 +147,9 @@ def main(argv: list[str] | None = None) -> None:
         results: dict[str, tuple[int, float, float]] = {}
         for _ in range(args.repeats):
             for lib, run in (("derl", run_derl), ("sb3", run_sb3)):
-                torch.set_num_threads(threads)
-                taken, seconds = run(env_id, steps, args.seed, args.device)
+                taken, seconds = isolated(
+                    run, env_id, steps, args.seed, args.device, threads=threads
+                )
                 if lib not in results or seconds < results[lib][1]:
                     results[lib] = (taken, seconds, taken / seconds)
                 print(
