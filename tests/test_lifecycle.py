@@ -203,7 +203,14 @@ def test_eval_during_training_logs_eval_return(tmp_path):
 
     acc = EventAccumulator(str(tmp_path / "run"))
     acc.Reload()
-    assert [e.step for e in acc.Scalars("eval/return")] == [1024, 2048]
+    evals = acc.Scalars("eval/return")
+    assert [e.step for e in evals] == [1024, 2048]
+    # best.pt holds the best of them, small (no optimizer or replay) and loadable as an agent.
+    best = checkpoint.load(tmp_path / "run" / "best.pt")
+    first_best = max(evals, key=lambda e: (e.value, -e.step))  # a tie keeps the earlier one
+    assert best["eval_return"] == pytest.approx(max(e.value for e in evals))
+    assert best["step"] == first_best.step and best["state"].keys() == {"policy", "runner"}
+    assert derl.load(tmp_path / "run" / "best.pt").act(np.zeros(4, np.float32)) in (0, 1)
 
 
 def test_plot_writes_a_png_with_seeds_grouped(tmp_path):
