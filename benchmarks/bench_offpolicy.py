@@ -65,7 +65,8 @@ def derl_config(alg: str, env_id: str, overrides: dict, logdir: str | None):
         device="cpu",
         seed=0,
         logdir=logdir,
-        checkpoint_every=10**9,
+        checkpoint_every=10**9,  # the final checkpoint is still written (and timed)
+        eval_every=0,  # SB3 does not evaluate during learn(); the CartPole preset would
         **overrides,
         **extra,
     )
