@@ -8,7 +8,6 @@ import os
 import sys
 import typing
 
-from derl.alg.base import flush_denormals
 from derl.env.families import family
 from derl.errors import UsageError
 from derl.factory import ALGS, get_alg, make_config
@@ -233,7 +232,6 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    flush_denormals()  # first thing, so every torch worker thread computes denormals as 0
     try:
         return run(sys.argv[1:] if argv is None else list(argv))
     except UsageError as exc:

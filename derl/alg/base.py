@@ -88,7 +88,7 @@ def flush_denormals() -> None:
     Adam's moments of rarely-active weights decay into denormals, which the CPU computes 10-100x
     slower: flushing them made DQN's CPU Adam step 6x faster on CartPole. The flag is per thread
     and torch's worker threads copy it when they start, so it takes full effect when called
-    before torch's first parallel op (`derl.train` and the `derl` command call it first thing).
+    before torch's first parallel op (`derl.train` calls it first thing).
     https://pytorch.org/docs/stable/generated/torch.set_flush_denormal.html
     """
     torch.set_flush_denormal(True)

@@ -88,6 +88,38 @@ class OffPolicyConfig(Config):
         )
 
 
+def make_replay_runner(config, env, policy, device, logger=None, alpha=0.0, beta=0.4):
+    """The runner of every replay algorithm: EnvRunner -> ExperienceReplay over a ReplayStorage
+    sized and placed by `config` (an OffPolicyConfig with the replay fields). Prioritized when
+    `alpha` > 0."""
+    from derl.runners import EnvRunner  # here, so that configs import without the runners
+    from derl.runners.replay import ExperienceReplay, ReplayStorage
+
+    runner = EnvRunner(env, policy, config.train_freq, config.num_train_steps, device, logger)
+    storage = ReplayStorage(
+        env.single_observation_space,
+        env.single_action_space,
+        env.num_envs,
+        config.buffer_size,
+        config.nstep,
+        config.gamma,
+        seed=config.seed,
+        device=config.buffer_device,
+        train_device=device,
+    )
+    return ExperienceReplay(
+        runner,
+        storage,
+        config.batch_size,
+        config.learning_starts,
+        config.gradient_steps,
+        alpha,
+        beta,
+        device=device,
+        save_buffer=config.save_buffer,
+    )
+
+
 def build_config(config_cls: type, presets: dict[str, dict], family: str, **overrides) -> Config:
     """The family's preset with `overrides` on top; unknown keys and bad values are UsageErrors."""
     names = {f.name for f in dataclasses.fields(config_cls)}

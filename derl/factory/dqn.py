@@ -9,9 +9,7 @@ import torch
 
 from derl.alg.dqn import DQN, DQNLoss, EpsilonGreedyPolicy, make_q_network, make_target
 from derl.errors import UsageError
-from derl.factory.config import OffPolicyConfig, hp
-from derl.runners import EnvRunner
-from derl.runners.replay import ExperienceReplay, ReplayStorage
+from derl.factory.config import OffPolicyConfig, hp, make_replay_runner
 
 
 @dataclass(frozen=True)
@@ -163,30 +161,8 @@ def make_dqn(config: DQNConfig, env, device: torch.device, logger=None) -> DQN:
     check_discrete(env, "dqn")
     policy = make_dqn_policy(config, env.single_observation_space, env.single_action_space)
     policy = policy.to(device)
-    runner = EnvRunner(env, policy, config.train_freq, config.num_train_steps, device, logger)
-    storage = ReplayStorage(
-        env.single_observation_space,
-        env.single_action_space,
-        env.num_envs,
-        config.buffer_size,
-        config.nstep,
-        config.gamma,
-        seed=config.seed,
-        device=config.buffer_device,
-        train_device=device,
-    )
     alpha = config.per_alpha if config.prioritized else 0.0
-    runner = ExperienceReplay(
-        runner,
-        storage,
-        config.batch_size,
-        config.learning_starts,
-        config.gradient_steps,
-        alpha,
-        config.per_beta,
-        device=device,
-        save_buffer=config.save_buffer,
-    )
+    runner = make_replay_runner(config, env, policy, device, logger, alpha, config.per_beta)
     loss = DQNLoss(policy.q_network, make_target(policy.q_network), config.double)
     optimizer = torch.optim.Adam(
         policy.q_network.parameters(), lr=config.lr, eps=config.optimizer_eps, fused=True

@@ -10,9 +10,7 @@ import torch
 
 from derl.alg.sac import SAC, SACPolicy, TwinQ
 from derl.errors import UsageError
-from derl.factory.config import OffPolicyConfig, hp
-from derl.runners import EnvRunner
-from derl.runners.replay import ExperienceReplay, ReplayStorage
+from derl.factory.config import OffPolicyConfig, hp, make_replay_runner
 
 
 @dataclass(frozen=True)
@@ -94,37 +92,12 @@ def make_sac_policy(config: SACConfig, observation_space, action_space) -> SACPo
     return SACPolicy(observation_space.shape[0], action_space, hidden, config.learning_starts)
 
 
-def float32_space(space: gym.spaces.Box) -> gym.spaces.Box:
-    """`space` as the runner hands it over (float32): MuJoCo's float64 would double the replay."""
-    return gym.spaces.Box(-np.inf, np.inf, space.shape, np.float32)
-
-
 def make_sac(config: SACConfig, env, device: torch.device, logger=None) -> SAC:
     """SAC as a recipe: actor -> runner -> uniform replay -> twin critics -> SAC."""
     action_space = check_box(env)
     obs_space = env.single_observation_space
     policy = make_sac_policy(config, obs_space, action_space).to(device)
-    runner = EnvRunner(env, policy, config.train_freq, config.num_train_steps, device, logger)
-    storage = ReplayStorage(
-        float32_space(obs_space),
-        action_space,
-        env.num_envs,
-        config.buffer_size,
-        config.nstep,
-        config.gamma,
-        seed=config.seed,
-        device=config.buffer_device,
-        train_device=device,
-    )
-    runner = ExperienceReplay(
-        runner,
-        storage,
-        config.batch_size,
-        config.learning_starts,
-        config.gradient_steps,
-        device=device,
-        save_buffer=config.save_buffer,
-    )
+    runner = make_replay_runner(config, env, policy, device, logger)
     hidden = (config.hidden, config.hidden)
     critic = TwinQ(obs_space.shape[0], action_space.shape[0], hidden).to(device)
     return SAC(

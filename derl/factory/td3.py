@@ -8,10 +8,8 @@ import torch
 
 from derl.alg.sac import TwinQ
 from derl.alg.td3 import TD3, TD3Policy
-from derl.factory.config import OffPolicyConfig, hp
+from derl.factory.config import OffPolicyConfig, hp, make_replay_runner
 from derl.factory.sac import check_box
-from derl.runners import EnvRunner
-from derl.runners.replay import ExperienceReplay, ReplayStorage
 
 
 @dataclass(frozen=True)
@@ -83,27 +81,7 @@ def make_td3(config: TD3Config, env, device: torch.device, logger=None) -> TD3:
     action_space = check_box(env, "td3")
     obs_space = env.single_observation_space
     policy = make_td3_policy(config, obs_space, action_space).to(device)
-    runner = EnvRunner(env, policy, config.train_freq, config.num_train_steps, device, logger)
-    storage = ReplayStorage(
-        obs_space,
-        action_space,
-        env.num_envs,
-        config.buffer_size,
-        config.nstep,
-        config.gamma,
-        seed=config.seed,
-        device=config.buffer_device,
-        train_device=device,
-    )
-    runner = ExperienceReplay(
-        runner,
-        storage,
-        config.batch_size,
-        config.learning_starts,
-        config.gradient_steps,
-        device=device,
-        save_buffer=config.save_buffer,
-    )
+    runner = make_replay_runner(config, env, policy, device, logger)
     hidden = (config.hidden, config.hidden)
     critic = TwinQ(obs_space.shape[0], action_space.shape[0], hidden).to(device)
     return TD3(
