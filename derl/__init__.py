@@ -12,6 +12,7 @@ from derl.factory import A2CConfig, PPOConfig, make_a2c, make_config, make_ppo
 from derl.logger import Logger
 from derl.models import make_model
 from derl.policies import ActorCriticPolicy
+from derl.returns import gae
 from derl.runners import (
     GAE,
     EnvRunner,
@@ -19,7 +20,6 @@ from derl.runners import (
     Minibatches,
     NormalizeAdvantages,
     Transform,
-    gae,
 )
 from derl.train import TrainResult, resume, train
 

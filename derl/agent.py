@@ -10,7 +10,7 @@ import torch
 
 import derl.env
 from derl import checkpoint
-from derl.env.normalize import VecNormalize
+from derl.env.normalize import CLIP, EPS, VecNormalize, normalize_obs
 from derl.errors import UsageError
 from derl.models import is_image
 from derl.policies import ActorCriticPolicy
@@ -35,9 +35,10 @@ class Agent:
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         if self.normalizer is None:
             return obs
-        n = self.normalizer
-        scaled = (obs - n["obs_mean"]) / np.sqrt(n["obs_var"] + 1e-8)
-        return np.clip(scaled, -10.0, 10.0).astype(np.float32)
+        n = self.normalizer  # a VecNormalize state; checkpoints before 0.3 lack clip and eps
+        return normalize_obs(
+            obs, n["obs_mean"], n["obs_var"], n.get("clip", CLIP), n.get("eps", EPS)
+        )
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
         """Actions for one observation or a batch of them, as the env takes them."""

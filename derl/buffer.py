@@ -347,6 +347,25 @@ class BufferedEnv(gym.Wrapper):
         super().close()
 
 
+def _check_no_autoreset(env) -> None:
+    """Refuse envs that reset themselves: the buffer closes an episode on terminated or
+    truncated and expects the next observation to come from the caller's reset()."""
+    if isinstance(env, gym.vector.VectorEnv):
+        raise ValueError(
+            "buffer.wrap takes one gymnasium.Env, not a vector env: wrap each env, "
+            "e.g. gymnasium.make(env_id), before vectorising"
+        )
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.Autoreset):
+            raise ValueError(
+                "buffer.wrap needs an env that does not autoreset: the step after an episode "
+                "end would be recorded as a transition; remove the Autoreset wrapper and call "
+                "env.reset() yourself (step_environment does)"
+            )
+        layer = layer.env
+
+
 def wrap(
     env: gym.Env,
     plot: bool = False,
@@ -359,6 +378,7 @@ def wrap(
     `plot=True` shows episode return and length, averaged over blocks of `plot_blocksize`
     episodes, in a window if there is a display and otherwise in the PNG file `plot_path`.
     """
+    _check_no_autoreset(env)
     title = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
     live_plot = LivePlot(plot_path, plot_blocksize, title) if plot else None
     replay_buffer = ReplayBuffer(capacity, live_plot)

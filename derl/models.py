@@ -10,7 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from derl.distributions import MultiCategorical
 from derl.errors import UsageError
+from derl.noisy import DuelingHead, NoisyLinear
 
 
 def orthogonal_init(layer: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
@@ -52,13 +54,26 @@ class NatureCNN(nn.Module):
 
 
 class MLP(nn.Sequential):
-    """MLP torso: tanh (64, 64) by default, the usual choice for actor-critics on vectors."""
+    """MLP: tanh (64, 64) with orthogonal init by default, the usual torso of actor-critics on
+    vectors. `out_features` adds a last linear layer; `orthogonal=False` keeps torch's default
+    init (SAC's and TD3's networks, as in their papers, CleanRL and SB3)."""
 
-    def __init__(self, in_features: int, hidden: tuple[int, ...] = (64, 64), activation=nn.Tanh):
+    def __init__(
+        self,
+        in_features: int,
+        hidden: tuple[int, ...] = (64, 64),
+        activation: type[nn.Module] = nn.Tanh,
+        out_features: int | None = None,
+        orthogonal: bool = True,
+    ):
         layers: list[nn.Module] = []
-        for size in hidden:
-            layers += [orthogonal_init(nn.Linear(in_features, size)), activation()]
+        for size in (*hidden, out_features) if out_features is not None else hidden:
+            linear = nn.Linear(in_features, size)
+            layers.append(orthogonal_init(linear) if orthogonal else linear)
+            layers.append(activation())
             in_features = size
+        if out_features is not None:
+            layers.pop()  # no activation after the output layer
         super().__init__(*layers)
         self.out_features = in_features
 
@@ -102,29 +117,6 @@ class GaussianHead(nn.Module):
         mean = self.mean(features)
         std = self.logstd.exp().expand_as(mean)
         return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
-
-
-class MultiCategorical(Distribution):
-    """A product of independent categoricals; actions are [..., K] integer tensors."""
-
-    arg_constraints: dict = {}
-
-    def __init__(self, logits: tuple[Tensor, ...]):
-        self.dists = [Categorical(logits=lg, validate_args=False) for lg in logits]
-        super().__init__(batch_shape=self.dists[0].batch_shape, validate_args=False)
-
-    def sample(self, sample_shape=()) -> Tensor:
-        return torch.stack([d.sample(sample_shape) for d in self.dists], dim=-1)
-
-    def log_prob(self, actions: Tensor) -> Tensor:
-        return sum(d.log_prob(a) for d, a in zip(self.dists, actions.unbind(-1), strict=True))
-
-    def entropy(self) -> Tensor:
-        return sum(d.entropy() for d in self.dists)
-
-    @property
-    def mode(self) -> Tensor:
-        return torch.stack([d.probs.argmax(-1) for d in self.dists], dim=-1)
 
 
 class ActorCriticModel(nn.Module):
@@ -178,3 +170,92 @@ def make_model(observation_space: gym.Space, action_space: gym.Space) -> ActorCr
     return ActorCriticModel(
         policy_body, make_head(policy_body.out_features, action_space), value_body
     )
+
+
+# -- Q networks: DQN's (dueling, noisy, distributional) and the twin critics of SAC and TD3 -----
+
+
+class QNetwork(nn.Module):
+    """obs -> Q values [B, A], or return-distribution logits [B, A, atoms] when atoms > 1."""
+
+    def __init__(self, torso: nn.Module, head: nn.Module, support: Tensor | None = None):
+        super().__init__()
+        self.torso, self.head = torso, head
+        self.register_buffer("support", support if support is not None else torch.zeros(0))
+
+    @property
+    def distributional(self) -> bool:
+        return len(self.support) > 1
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.head(self.torso(obs))
+
+    def q_values(self, obs: Tensor) -> Tensor:
+        out = self(obs)
+        return (out.softmax(-1) * self.support).sum(-1) if self.distributional else out
+
+
+def make_q_network(
+    observation_space: gym.Space,
+    num_actions: int,
+    dueling: bool = True,
+    noisy: bool = False,
+    atoms: int = 1,
+    v_range: tuple[float, float] = (-10, 10),
+    hidden: int | None = None,
+) -> QNetwork:
+    """NatureCNN convolutions for images, a ReLU MLP for vectors, then a (dueling) head."""
+    if is_image(observation_space):
+        torso, hidden = NatureCNN(observation_space.shape[0], features=None), hidden or 512
+    else:
+        hidden = hidden or 256
+        torso = MLP(observation_space.shape[0], (hidden,), activation=nn.ReLU)
+    if dueling:
+        head = DuelingHead(torso.out_features, num_actions, atoms, noisy, hidden=hidden)
+    else:
+        linear = NoisyLinear if noisy else nn.Linear
+        head = nn.Sequential(
+            linear(torso.out_features, hidden), nn.ReLU(), linear(hidden, num_actions * atoms)
+        )
+        if atoms > 1:
+            head.append(nn.Unflatten(-1, (num_actions, atoms)))
+    support = torch.linspace(*v_range, atoms) if atoms > 1 else None
+    return QNetwork(torso, head, support)
+
+
+class EnsembleLinear(nn.Module):
+    """`n` independent Linear layers run as one batched matmul: [n, B, in] -> [n, B, out].
+
+    Each member starts as nn.Linear does (weights and biases uniform in +-1/sqrt(in)).
+    """
+
+    def __init__(self, n: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)
+        weight = torch.empty(n, in_features, out_features).uniform_(-bound, bound)
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class TwinQ(nn.Module):
+    """Two Q networks on concat(obs, action); the min of both fights overestimation (TD3).
+
+    Both run as one ensemble (a batched matmul per layer, not two MLPs): with 256-unit layers on
+    a CPU, the critic update is bound by the number of ops, and this halves it.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...] = (256, 256)):
+        super().__init__()
+        sizes = (obs_dim + action_dim, *hidden, 1)
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes, sizes[1:], strict=False):
+            layers += [EnsembleLinear(2, a, b), nn.ReLU()]
+        self.net = nn.Sequential(*layers[:-1])
+
+    def forward(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        x = torch.cat([obs, actions], dim=-1)
+        q1, q2 = self.net(x.expand(2, *x.shape)).squeeze(-1)
+        return q1, q2

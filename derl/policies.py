@@ -1,4 +1,6 @@
-"""Policies: what acts. An actor-critic samples actions and reports log-probs and values."""
+"""Policies: what acts. `act(obs, deterministic)` -> {"actions", ...} without gradients, and
+`env_actions(actions)` -> what the env takes. An actor-critic also reports log-probs and values;
+DQN acts epsilon-greedily in its Q values; SAC's and TD3's actors act in a Box."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from derl.models import ActorCriticModel, make_model
+from derl.distributions import SquashedNormal
+from derl.models import MLP, ActorCriticModel, QNetwork, make_model
 
 
 class ActorCriticPolicy(nn.Module):
@@ -50,3 +53,146 @@ def make_actor_critic(
     """The default actor-critic for a vector env's spaces (see `make_model`), on `device`."""
     model = make_model(env.single_observation_space, env.single_action_space)
     return ActorCriticPolicy(model, env.single_action_space).to(device)
+
+
+class EpsilonGreedyPolicy(nn.Module):
+    """Greedy in Q, random with probability epsilon, decided per env; epsilon is annealed
+    linearly over the env steps this policy has acted for (kept in its state)."""
+
+    def __init__(
+        self,
+        q_network: QNetwork,
+        num_actions: int,
+        initial_eps: float = 1.0,
+        final_eps: float = 0.01,
+        exploration_steps: int = 1,
+    ):
+        super().__init__()
+        self.q_network, self.num_actions = q_network, num_actions
+        self.initial_eps, self.final_eps = initial_eps, final_eps
+        self.exploration_steps = max(exploration_steps, 1)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def epsilon(self) -> float:
+        frac = min(self.steps.item() / self.exploration_steps, 1.0)
+        return self.initial_eps + (self.final_eps - self.initial_eps) * frac
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
+        if deterministic:
+            return {"actions": self.q_network.q_values(obs).argmax(-1)}
+        n = obs.shape[0]
+        explore = torch.rand(n, device=obs.device) < self.epsilon
+        actions = torch.randint(self.num_actions, (n,), device=obs.device)
+        self.steps += n
+        if not explore.all():  # when every env explores, the Q network's answer goes unused
+            actions = torch.where(explore, actions, self.q_network.q_values(obs).argmax(-1))
+        return {"actions": actions}
+
+    def env_actions(self, actions: Tensor) -> np.ndarray:
+        return actions.cpu().numpy()
+
+
+# CleanRL's bounds for SAC's log std, reached smoothly through a tanh (sac_continuous_action.py).
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class BoxActor(nn.Module):
+    """What SAC's and TD3's actors share: the action box, and uniform actions in it for the first
+    `random_steps` env steps of training (as CleanRL and SB3: diverse first data).
+
+    The warm-up counts env steps acted for in a buffer, so a resumed run knows where it is. Only a
+    stochastic act in training mode counts and explores at random.
+    """
+
+    def __init__(self, action_space: gym.spaces.Box, random_steps: int = 0):
+        super().__init__()
+        self.action_dim = action_space.shape[0]
+        self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
+        self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
+        self.register_buffer("steps_acted", torch.zeros((), dtype=torch.int64))
+        self.random_steps = random_steps
+
+    def warm_up_actions(self, obs: Tensor) -> Tensor | None:
+        """Counts the steps of a training act; uniform actions while warming up, else None."""
+        if not self.training:
+            return None
+        warming_up = int(self.steps_acted) < self.random_steps
+        self.steps_acted += obs.shape[0]
+        if not warming_up:
+            return None
+        noise = torch.rand(obs.shape[0], self.action_dim, device=self.low.device)
+        return self.low + (self.high - self.low) * noise
+
+    def env_actions(self, actions: Tensor) -> np.ndarray:
+        """Actions as the env takes them: numpy, clamped to the box against rounding."""
+        return torch.maximum(torch.minimum(actions, self.high), self.low).cpu().numpy()
+
+
+class SACPolicy(BoxActor):
+    """The actor: obs -> SquashedNormal on the action box; uniform actions for `random_steps`.
+
+    Deterministic acts (evaluation) always use the squashed mean.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_space: gym.spaces.Box,
+        hidden: tuple[int, ...] = (256, 256),
+        random_steps: int = 0,
+    ):
+        super().__init__(action_space, random_steps)
+        # Outputs the mean and the log std of each action dimension.
+        self.net = MLP(obs_dim, hidden, nn.ReLU, 2 * self.action_dim, orthogonal=False)
+
+    def forward(self, obs: Tensor) -> SquashedNormal:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+        return SquashedNormal(mean, log_std, self.low, self.high)
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
+        """Actions in the box for a batch of observations (no grad)."""
+        if deterministic:
+            return {"actions": self(obs).mode}
+        random = self.warm_up_actions(obs)
+        return {"actions": random if random is not None else self(obs).rsample()}
+
+
+class TD3Policy(BoxActor):
+    """The actor: obs -> an action in the box (tanh, rescaled); acting adds Gaussian noise of
+    `exploration_noise` half-widths of the box, and is uniform for `random_steps` first."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_space: gym.spaces.Box,
+        hidden: tuple[int, ...] = (256, 256),
+        random_steps: int = 0,
+        exploration_noise: float = 0.1,
+    ):
+        super().__init__(action_space, random_steps)
+        self.net = MLP(obs_dim, hidden, nn.ReLU, self.action_dim, orthogonal=False)
+        self.exploration_noise = exploration_noise
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.low + (self.high - self.low) * (torch.tanh(self.net(obs)) + 1) / 2
+
+    def noisy(self, actions: Tensor, scale: float, clip: float | None = None) -> Tensor:
+        """`actions` plus N(0, scale) noise (clipped to +-clip) in half-widths, kept in the box."""
+        half = (self.high - self.low) / 2
+        noise = torch.randn_like(actions) * scale
+        if clip is not None:
+            noise = noise.clamp(-clip, clip)
+        return torch.maximum(torch.minimum(actions + noise * half, self.high), self.low)
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
+        if deterministic:
+            return {"actions": self(obs)}
+        random = self.warm_up_actions(obs)
+        if random is not None:
+            return {"actions": random}
+        return {"actions": self.noisy(self(obs), self.exploration_noise)}

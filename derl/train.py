@@ -240,7 +240,9 @@ def train(
             }
             (logdir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
         lifecycle = Lifecycle(alg, config, logdir, logger, stop_after)
-        alg.runner.hooks.append(lifecycle)
+        # First: a checkpoint holds the state before other hooks act at its step (e.g. new
+        # noise for noisy nets), so that a resumed run repeats them exactly.
+        alg.runner.hooks.insert(0, lifecycle)
         interrupted = False
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, lifecycle.on_sigint) if in_main else None

@@ -352,3 +352,10 @@ def test_reinforce_example_solves_cartpole(tmp_path, monkeypatch):
     result = reinforce_cartpole.main(["--seed", "0", "--plot"])
     assert result["solved"] and result["mean_return"] >= 475, result
     assert (tmp_path / "buffer_stats.png").exists()
+
+
+def test_wrap_refuses_envs_that_reset_themselves():
+    with pytest.raises(ValueError, match="does not autoreset"):
+        bf.wrap(gym.wrappers.Autoreset(gym.make("CartPole-v1")))
+    with pytest.raises(ValueError, match="not a vector env"):
+        bf.wrap(gym.make_vec("CartPole-v1", 2))

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 import derl
-from derl.alg.dqn import DQNLoss, EpsilonGreedyPolicy, QNetwork, make_q_network, make_target
+from derl.alg.dqn import DQNLoss, make_target
 from derl.cli import main
 from derl.evaluate import evaluate
+from derl.models import QNetwork, make_q_network
 from derl.noisy import NoisyLinear
+from derl.policies import EpsilonGreedyPolicy
 from derl.types import Batch
 
 OBS = gym.spaces.Box(-1, 1, (3,), np.float32)
@@ -180,3 +182,24 @@ def test_resume_with_the_saved_buffer_equals_the_straight_run(tmp_path, alg):
     )
     for a, b in pairs:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_noisy_nets_explore_with_new_noise_every_rollout_during_warm_up():
+    config = derl.make_config(
+        "rainbow", "CartPole-v1", num_train_steps=400, learning_starts=10_000, train_freq=100
+    )
+    env = derl.env.make("CartPole-v1", 1, 0)
+    alg = derl.factory.get_alg("rainbow").make(config, env, torch.device("cpu"))
+    layer = next(m for m in alg.loss.q_network.modules() if isinstance(m, NoisyLinear))
+    seen = []
+    alg.runner.hooks.append(lambda step: seen.append(layer.epsilon_in.clone()))
+    for _ in alg.runner:  # every rollout is warm-up: no update ever runs
+        pass
+    env.close()
+    assert len(seen) == 4
+    assert all(not torch.equal(a, b) for a, b in zip(seen, seen[1:], strict=False))
+
+
+def test_rainbow_atari_starts_learning_after_80k_frames():
+    config = derl.make_config("rainbow", "BreakoutNoFrameskip-v4")
+    assert config.learning_starts * 4 == 80_000  # agent steps at frame skip 4, as Hessel et al.

@@ -82,3 +82,18 @@ def test_same_seed_same_episode_returns(tmp_path):
     assert len(first) > 10
     assert first == second
     assert first != other
+
+
+def test_a_frozen_agent_normalises_exactly_as_the_training_env():
+    from derl.agent import Agent
+    from derl.env.normalize import VecNormalize
+
+    env = derl.env.make("Pendulum-v1", 2, seed=0, normalize=True)
+    assert isinstance(env, VecNormalize)
+    env.clip = 0.5  # a setting of its own, which the frozen agent must follow too
+    for _ in range(20):
+        env.step(env.action_space.sample())
+    raw = np.random.default_rng(0).normal(0, 3, size=(5, 3)).astype(np.float32)
+    agent = Agent(None, None, env.single_observation_space, env.state_dict())
+    np.testing.assert_array_equal(agent.normalize(raw), env.normalize_obs(raw))
+    env.close()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from derl.runners import gae
+from derl.returns import gae
 
 
 def col(*xs):

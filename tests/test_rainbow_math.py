@@ -13,14 +13,9 @@ from torch.distributions import (
     TransformedDistribution,
 )
 
-from derl.alg.targets import (
-    SquashedNormal,
-    categorical_projection,
-    nstep_returns,
-    squashed_gaussian_log_prob,
-    tanh_log_abs_det,
-)
+from derl.distributions import SquashedNormal, squashed_gaussian_log_prob, tanh_log_abs_det
 from derl.noisy import DuelingHead, NoisyLinear, reset_noise
+from derl.returns import categorical_projection, nstep_returns
 from derl.runners.sum_tree import SumTree, importance_weights
 
 # --- sum tree ------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
+from derl.errors import UsageError
+from derl.models import make_model
+from derl.policies import ActorCriticPolicy
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, Transform
 
 
@@ -107,3 +110,18 @@ def test_minibatches_cover_the_batch_each_epoch():
     assert len(batches) == 8 and all(len(b) == 4 for b in batches)
     first_epoch = torch.cat([b.obs[:, 0] for b in batches[:4]]).sort().values
     assert first_epoch.tolist() == sorted([float(t) for t in range(8)] * 2)
+
+
+def test_runner_refuses_a_next_step_autoreset_vector_env():
+    env = gym.make_vec("CartPole-v1", 2)  # gymnasium's default: NEXT_STEP autoreset
+    policy = ActorCriticPolicy(
+        make_model(env.single_observation_space, env.single_action_space), env.single_action_space
+    )
+    with pytest.raises(UsageError, match="autoreset_mode is NEXT_STEP.*SAME_STEP"):
+        EnvRunner(env, policy, num_steps=4, num_train_steps=8)
+    env.close()
+    same = SyncVectorEnv(
+        [lambda: gym.make("CartPole-v1")] * 2, autoreset_mode=AutoresetMode.SAME_STEP
+    )
+    EnvRunner(same, policy, num_steps=4, num_train_steps=8)  # accepted
+    same.close()

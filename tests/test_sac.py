@@ -14,7 +14,6 @@ import derl
 import derl.env
 from derl import checkpoint
 from derl.alg.sac import (
-    SACPolicy,
     actor_loss,
     critic_loss,
     soft_q_target,
@@ -25,6 +24,7 @@ from derl.evaluate import evaluate
 from derl.factory import ALGS, AlgSpec
 from derl.factory.config import build_config
 from derl.factory.sac import PRESETS, SACConfig, make_sac, make_sac_policy
+from derl.policies import SACPolicy
 from derl.train import resume
 from derl.types import Batch
 

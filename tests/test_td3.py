@@ -9,10 +9,10 @@ from test_sac import assert_same
 
 import derl
 import derl.env
-from derl.alg.td3 import TD3Policy
 from derl.errors import UsageError
 from derl.evaluate import evaluate
 from derl.factory import ALGS
+from derl.policies import TD3Policy
 from derl.train import resume
 
 

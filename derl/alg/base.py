@@ -29,7 +29,13 @@ def linear_schedule(start: float, num_steps: int, end: float = 0.0) -> Callable[
 
 
 class Alg:
-    """`for batch in runner: loss -> backward -> clip -> optimizer step`, metrics to a logger."""
+    """`for batch in runner: loss -> backward -> clip -> optimizer step`, metrics to a logger.
+
+    `schedules` maps a name to a function of the env step count: "lr" sets the optimizer's
+    learning rate, any other name the loss attribute of that name (e.g. PPO's "clip_range").
+    They are read at the step count where the batch's rollout started, as CleanRL does: the first
+    update uses the initial values and the last rollout does not train at a learning rate of 0.
+    """
 
     def __init__(
         self,
@@ -37,17 +43,25 @@ class Alg:
         loss: AlgLoss,
         optimizer: torch.optim.Optimizer,
         max_grad_norm: float | None = None,
-        lr: Callable[[int], float] | None = None,
+        schedules: dict[str, Callable[[int], float]] | None = None,
     ):
         self.runner, self.loss, self.optimizer = runner, loss, optimizer
-        self.max_grad_norm, self.lr = max_grad_norm, lr
+        self.max_grad_norm, self.schedules = max_grad_norm, dict(schedules or {})
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def apply_schedules(self) -> dict[str, float]:
+        values = {name: fn(self.runner.rollout_start) for name, fn in self.schedules.items()}
+        for name, value in values.items():
+            if name == "lr":
+                for group in self.optimizer.param_groups:
+                    group["lr"] = value
+            else:
+                setattr(self.loss, name, value)
+        return values
 
     def step(self, batch: Batch) -> dict:
         """One gradient update on `batch`; returns the metrics to log."""
-        if self.lr is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.lr(self.runner.step_count)
+        scheduled = self.apply_schedules()
         out = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -55,8 +69,8 @@ class Alg:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
         self.optimizer.step()
         self.after_update(out)
-        lr = self.optimizer.param_groups[0]["lr"]
-        return {**out.metrics, "loss": out.loss.detach(), "grad_norm": grad_norm, "lr": lr}
+        metrics = {**out.metrics, "loss": out.loss.detach(), "grad_norm": grad_norm}
+        return {**metrics, "lr": self.optimizer.param_groups[0]["lr"], **scheduled}
 
     def after_update(self, out: LossOutput) -> None:
         """What an algorithm does after each update (target networks, priorities); none here."""
@@ -80,6 +94,12 @@ class Alg:
             metrics = self.step(batch)
             if logger is not None:
                 logger.record(metrics, self.runner.step_count)
+
+
+@torch.no_grad()
+def polyak_update(targets: list[Tensor], online: list[Tensor], tau: float) -> None:
+    """target <- (1 - tau) target + tau online for every pair, in one fused op (tau 1: a copy)."""
+    torch._foreach_lerp_(targets, online, tau)
 
 
 def flush_denormals() -> None:

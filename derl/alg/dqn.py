@@ -4,105 +4,20 @@ double Q-learning, dueling heads, n-step returns, prioritized replay, noisy nets
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
-import gymnasium as gym
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from derl.alg.base import Alg, AlgLoss
-from derl.alg.targets import categorical_projection
-from derl.models import MLP, NatureCNN, is_image
-from derl.noisy import DuelingHead, NoisyLinear
+from derl.alg.base import Alg, AlgLoss, polyak_update
+from derl.models import QNetwork
+from derl.noisy import reset_noise
+from derl.returns import categorical_projection
 from derl.types import Batch, LossOutput
 
-
-class QNetwork(nn.Module):
-    """obs -> Q values [B, A], or return-distribution logits [B, A, atoms] when atoms > 1."""
-
-    def __init__(self, torso: nn.Module, head: nn.Module, support: Tensor | None = None):
-        super().__init__()
-        self.torso, self.head = torso, head
-        self.register_buffer("support", support if support is not None else torch.zeros(0))
-
-    @property
-    def distributional(self) -> bool:
-        return len(self.support) > 1
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return self.head(self.torso(obs))
-
-    def q_values(self, obs: Tensor) -> Tensor:
-        out = self(obs)
-        return (out.softmax(-1) * self.support).sum(-1) if self.distributional else out
-
-
-def make_q_network(
-    observation_space: gym.Space,
-    num_actions: int,
-    dueling: bool = True,
-    noisy: bool = False,
-    atoms: int = 1,
-    v_range: tuple[float, float] = (-10, 10),
-    hidden: int | None = None,
-) -> QNetwork:
-    """NatureCNN convolutions for images, a ReLU MLP for vectors, then a (dueling) head."""
-    if is_image(observation_space):
-        torso, hidden = NatureCNN(observation_space.shape[0], features=None), hidden or 512
-    else:
-        hidden = hidden or 256
-        torso = MLP(observation_space.shape[0], (hidden,), activation=nn.ReLU)
-    if dueling:
-        head = DuelingHead(torso.out_features, num_actions, atoms, noisy, hidden=hidden)
-    else:
-        linear = NoisyLinear if noisy else nn.Linear
-        head = nn.Sequential(
-            linear(torso.out_features, hidden), nn.ReLU(), linear(hidden, num_actions * atoms)
-        )
-        if atoms > 1:
-            head.append(nn.Unflatten(-1, (num_actions, atoms)))
-    support = torch.linspace(*v_range, atoms) if atoms > 1 else None
-    return QNetwork(torso, head, support)
-
-
-class EpsilonGreedyPolicy(nn.Module):
-    """Greedy in Q, random with probability epsilon, decided per env; epsilon is annealed
-    linearly over the env steps this policy has acted for (kept in its state)."""
-
-    def __init__(
-        self,
-        q_network: QNetwork,
-        num_actions: int,
-        initial_eps: float = 1.0,
-        final_eps: float = 0.01,
-        exploration_steps: int = 1,
-    ):
-        super().__init__()
-        self.q_network, self.num_actions = q_network, num_actions
-        self.initial_eps, self.final_eps = initial_eps, final_eps
-        self.exploration_steps = max(exploration_steps, 1)
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-
-    @property
-    def epsilon(self) -> float:
-        frac = min(self.steps.item() / self.exploration_steps, 1.0)
-        return self.initial_eps + (self.final_eps - self.initial_eps) * frac
-
-    @torch.inference_mode()
-    def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
-        if deterministic:
-            return {"actions": self.q_network.q_values(obs).argmax(-1)}
-        n = obs.shape[0]
-        explore = torch.rand(n, device=obs.device) < self.epsilon
-        actions = torch.randint(self.num_actions, (n,), device=obs.device)
-        self.steps += n
-        if not explore.all():  # when every env explores, the Q network's answer goes unused
-            actions = torch.where(explore, actions, self.q_network.q_values(obs).argmax(-1))
-        return {"actions": actions}
-
-    def env_actions(self, actions: Tensor) -> np.ndarray:
-        return actions.cpu().numpy()
+if TYPE_CHECKING:
+    from derl.runners.replay import ExperienceReplay
 
 
 class DQNLoss(AlgLoss):
@@ -156,7 +71,11 @@ class DQNLoss(AlgLoss):
 
 
 class DQN(Alg):
-    """Alg plus what DQN does after each update: priorities, the target network, new noise."""
+    """Alg plus what DQN does after each update: priorities, the target network, new noise.
+
+    `replay` is the ExperienceReplay the batches come from (the runner, or inside it): DQN
+    hands it the TD errors of each batch as priorities and logs its importance exponent.
+    """
 
     def __init__(
         self,
@@ -166,27 +85,32 @@ class DQN(Alg):
         max_grad_norm: float | None,
         target_update_period: int,
         tau: float = 1.0,
+        replay: ExperienceReplay | None = None,
     ):
         super().__init__(runner, loss, optimizer, max_grad_norm)
+        self.replay = replay if replay is not None else runner
         self.target_update_period, self.tau = target_update_period, tau
         self.last_target_update = 0
-        networks = (loss.q_network, loss.target)
-        self.noisy_layers = [m for n in networks for m in n.modules() if isinstance(m, NoisyLinear)]
+        self.online_params = list(loss.q_network.parameters())
+        self.target_params = list(loss.target.parameters())
+        # Noisy nets explore with new noise every `train_freq` env steps (every rollout), from
+        # the first step on: with noise drawn only per update, one near-deterministic policy
+        # would fill the whole warm-up part of the buffer.
+        runner.hooks.append(lambda step: reset_noise(loss.q_network))
 
     def after_update(self, out: LossOutput) -> None:
-        self.runner.update_priorities(out.td_errors)
+        self.replay.update_priorities(out.td_errors)
         step = self.runner.step_count
         if step - self.last_target_update >= self.target_update_period:
-            online, target = self.loss.q_network.parameters(), self.loss.target.parameters()
-            torch._foreach_lerp_(list(target), list(online), self.tau)  # tau 1: a hard copy
+            polyak_update(self.target_params, self.online_params, self.tau)  # tau 1: a copy
             self.last_target_update = step
-        for layer in self.noisy_layers:
-            layer.reset_noise()  # new noise per update, not per forward pass
+        reset_noise(self.loss.q_network)  # new noise per update, not per forward pass
+        reset_noise(self.loss.target)
 
     def step(self, batch: Batch) -> dict:
         metrics = super().step(batch)
         policy = self.runner.policy
-        return {**metrics, "epsilon": policy.epsilon, "per_beta": self.runner.beta}
+        return {**metrics, "epsilon": policy.epsilon, "per_beta": self.replay.beta}
 
     def state_dict(self) -> dict:
         return {

@@ -9,129 +9,14 @@ of Polyak-averaged copies of themselves; the temperature alpha keeps the entropy
 from __future__ import annotations
 
 import copy
-import math
 
-import gymnasium as gym
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from derl.alg.base import Alg
-from derl.alg.targets import SquashedNormal
+from derl.alg.base import Alg, polyak_update
+from derl.models import TwinQ
 from derl.types import Batch
-
-# CleanRL's bounds for the log std, reached smoothly through a tanh (sac_continuous_action.py).
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-
-def mlp(in_features: int, out_features: int, hidden: tuple[int, ...] = (256, 256)) -> nn.Sequential:
-    """ReLU MLP with PyTorch's default init, as in the SAC paper, CleanRL and SB3."""
-    layers: list[nn.Module] = []
-    for size in hidden:
-        layers += [nn.Linear(in_features, size), nn.ReLU()]
-        in_features = size
-    return nn.Sequential(*layers, nn.Linear(in_features, out_features))
-
-
-class BoxActor(nn.Module):
-    """What SAC's and TD3's actors share: the action box, and uniform actions in it for the first
-    `random_steps` env steps of training (as CleanRL and SB3: diverse first data).
-
-    The warm-up counts env steps acted for in a buffer, so a resumed run knows where it is. Only a
-    stochastic act in training mode counts and explores at random.
-    """
-
-    def __init__(self, action_space: gym.spaces.Box, random_steps: int = 0):
-        super().__init__()
-        self.action_dim = action_space.shape[0]
-        self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
-        self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
-        self.register_buffer("steps_acted", torch.zeros((), dtype=torch.int64))
-        self.random_steps = random_steps
-
-    def warm_up_actions(self, obs: Tensor) -> Tensor | None:
-        """Counts the steps of a training act; uniform actions while warming up, else None."""
-        if not self.training:
-            return None
-        warming_up = int(self.steps_acted) < self.random_steps
-        self.steps_acted += obs.shape[0]
-        if not warming_up:
-            return None
-        noise = torch.rand(obs.shape[0], self.action_dim, device=self.low.device)
-        return self.low + (self.high - self.low) * noise
-
-    def env_actions(self, actions: Tensor) -> np.ndarray:
-        """Actions as the env takes them: numpy, clamped to the box against rounding."""
-        return torch.maximum(torch.minimum(actions, self.high), self.low).cpu().numpy()
-
-
-class SACPolicy(BoxActor):
-    """The actor: obs -> SquashedNormal on the action box; uniform actions for `random_steps`.
-
-    Deterministic acts (evaluation) always use the squashed mean.
-    """
-
-    def __init__(
-        self,
-        obs_dim: int,
-        action_space: gym.spaces.Box,
-        hidden: tuple[int, ...] = (256, 256),
-        random_steps: int = 0,
-    ):
-        super().__init__(action_space, random_steps)
-        self.net = mlp(obs_dim, 2 * self.action_dim, hidden)  # mean and log std
-
-    def forward(self, obs: Tensor) -> SquashedNormal:
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
-        return SquashedNormal(mean, log_std, self.low, self.high)
-
-    @torch.inference_mode()
-    def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
-        """Actions in the box for a batch of observations (no grad)."""
-        if deterministic:
-            return {"actions": self(obs).mode}
-        random = self.warm_up_actions(obs)
-        return {"actions": random if random is not None else self(obs).rsample()}
-
-
-class EnsembleLinear(nn.Module):
-    """`n` independent Linear layers run as one batched matmul: [n, B, in] -> [n, B, out].
-
-    Each member starts as nn.Linear does (weights and biases uniform in +-1/sqrt(in)).
-    """
-
-    def __init__(self, n: int, in_features: int, out_features: int):
-        super().__init__()
-        bound = 1 / math.sqrt(in_features)
-        weight = torch.empty(n, in_features, out_features).uniform_(-bound, bound)
-        self.weight = nn.Parameter(weight)
-        self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
-
-
-class TwinQ(nn.Module):
-    """Two Q networks on concat(obs, action); the min of both fights overestimation (TD3).
-
-    Both run as one ensemble (a batched matmul per layer, not two MLPs): with 256-unit layers on
-    a CPU, the critic update is bound by the number of ops, and this halves it.
-    """
-
-    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...] = (256, 256)):
-        super().__init__()
-        sizes = (obs_dim + action_dim, *hidden, 1)
-        layers: list[nn.Module] = []
-        for a, b in zip(sizes, sizes[1:], strict=False):
-            layers += [EnsembleLinear(2, a, b), nn.ReLU()]
-        self.net = nn.Sequential(*layers[:-1])
-
-    def forward(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.cat([obs, actions], dim=-1)
-        q1, q2 = self.net(x.expand(2, *x.shape)).squeeze(-1)
-        return q1, q2
-
 
 # -- the losses: pure maths on tensors --------------------------------------------------------
 
@@ -257,10 +142,8 @@ class SAC(Alg):
             metrics["alpha_loss"] = alpha_loss.detach()
         return metrics
 
-    @torch.no_grad()
     def update_target(self) -> None:
-        """Polyak averaging: target <- (1 - tau) target + tau online, in one fused op."""
-        torch._foreach_lerp_(self.target_params, self.critic_params, self.tau)
+        polyak_update(self.target_params, self.critic_params, self.tau)
 
     def state_dict(self) -> dict:
         alpha_optimizer = self.alpha_optimizer

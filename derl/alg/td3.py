@@ -10,50 +10,13 @@ from __future__ import annotations
 
 import copy
 
-import gymnasium as gym
 import torch
 from torch import Tensor
 
-from derl.alg.base import Alg
-from derl.alg.sac import BoxActor, TwinQ, critic_loss, mlp, set_requires_grad
+from derl.alg.base import Alg, polyak_update
+from derl.alg.sac import critic_loss, set_requires_grad
+from derl.models import TwinQ
 from derl.types import Batch
-
-
-class TD3Policy(BoxActor):
-    """The actor: obs -> an action in the box (tanh, rescaled); acting adds Gaussian noise of
-    `exploration_noise` half-widths of the box, and is uniform for `random_steps` first."""
-
-    def __init__(
-        self,
-        obs_dim: int,
-        action_space: gym.spaces.Box,
-        hidden: tuple[int, ...] = (256, 256),
-        random_steps: int = 0,
-        exploration_noise: float = 0.1,
-    ):
-        super().__init__(action_space, random_steps)
-        self.net = mlp(obs_dim, self.action_dim, hidden)
-        self.exploration_noise = exploration_noise
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return self.low + (self.high - self.low) * (torch.tanh(self.net(obs)) + 1) / 2
-
-    def noisy(self, actions: Tensor, scale: float, clip: float | None = None) -> Tensor:
-        """`actions` plus N(0, scale) noise (clipped to +-clip) in half-widths, kept in the box."""
-        half = (self.high - self.low) / 2
-        noise = torch.randn_like(actions) * scale
-        if clip is not None:
-            noise = noise.clamp(-clip, clip)
-        return torch.maximum(torch.minimum(actions + noise * half, self.high), self.low)
-
-    @torch.inference_mode()
-    def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
-        if deterministic:
-            return {"actions": self(obs)}
-        random = self.warm_up_actions(obs)
-        if random is not None:
-            return {"actions": random}
-        return {"actions": self.noisy(self(obs), self.exploration_noise)}
 
 
 def td3_target(returns: Tensor, discounts: Tensor, next_q1: Tensor, next_q2: Tensor) -> Tensor:
@@ -103,8 +66,7 @@ class TD3(Alg):
         metrics = {"q1": q1.detach().mean(), "q2": q2.detach().mean(), "critic_loss": loss.detach()}
         if self.num_updates % self.policy_frequency == 0:
             metrics["actor_loss"] = self.update_actor(batch.obs)
-            with torch.no_grad():
-                torch._foreach_lerp_(self.targets, self.online, self.tau)
+            polyak_update(self.targets, self.online, self.tau)
         return metrics
 
     def update_actor(self, obs: Tensor) -> Tensor:

@@ -11,11 +11,20 @@ import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
 from gymnasium.wrappers.utils import RunningMeanStd
 
+CLIP, EPS = 10.0, 1e-8  # SB3 VecNormalize's defaults
+
+
+def normalize_obs(
+    obs: np.ndarray, mean: np.ndarray, var: np.ndarray, clip: float = CLIP, eps: float = EPS
+) -> np.ndarray:
+    """(obs - mean) / sqrt(var + eps), clipped to +-clip: training and frozen agents alike."""
+    return np.clip((obs - mean) / np.sqrt(var + eps), -clip, clip).astype(np.float32)
+
 
 class VecNormalize(VectorWrapper):
     """Normalise observations by running mean/std and rewards by the return's std."""
 
-    def __init__(self, env: VectorEnv, gamma: float = 0.99, clip: float = 10.0, eps: float = 1e-8):
+    def __init__(self, env: VectorEnv, gamma: float = 0.99, clip: float = CLIP, eps: float = EPS):
         super().__init__(env)
         self.obs_rms = RunningMeanStd(shape=env.single_observation_space.shape)
         self.return_rms = RunningMeanStd(shape=())
@@ -24,8 +33,7 @@ class VecNormalize(VectorWrapper):
         self.training = True  # False freezes the statistics (evaluation)
 
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
-        scaled = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.eps)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return normalize_obs(obs, self.obs_rms.mean, self.obs_rms.var, self.clip, self.eps)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -64,6 +72,8 @@ class VecNormalize(VectorWrapper):
             "ret_var": self.return_rms.var,
             "ret_count": self.return_rms.count,
             "returns": self.returns.copy(),
+            "clip": self.clip,
+            "eps": self.eps,
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from derl.alg import A2CLoss, Alg, linear_schedule
 from derl.factory.config import Config, hp
+from derl.optim import RMSpropTF
 from derl.policies import make_actor_critic
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, NormalizeAdvantages, Transform
 
@@ -22,6 +23,11 @@ class A2CConfig(Config):
     lr: float = hp(7e-4, "RMSprop learning rate")
     anneal_lr: bool = hp(True, "anneal the learning rate linearly to 0 over training")
     rmsprop_alpha: float = hp(0.99, "RMSprop smoothing constant")
+    rmsprop_tf: bool = hp(
+        False,
+        "TensorFlow's RMSprop (eps inside the root, squared-gradient average starting at 1), "
+        "as openai baselines; torch's takes far larger first steps",
+    )
     optimizer_eps: float = hp(1e-5, "RMSprop epsilon")
     max_grad_norm: float = hp(0.5, "clip the global gradient norm to this value")
 
@@ -36,8 +42,8 @@ class A2CConfig(Config):
 
 
 PRESETS = {
-    # openai baselines A2C on Atari.
-    "atari": dict(num_envs=8, num_train_steps=10_000_000),
+    # openai baselines A2C on Atari, with its TensorFlow RMSprop (rl-zoo: RMSpropTFLike).
+    "atari": dict(num_envs=8, num_train_steps=10_000_000, rmsprop_tf=True),
     # rl-zoo's HalfCheetah A2C recipe (without its log-std and init tweaks).
     "mujoco": dict(
         num_envs=4,
@@ -63,8 +69,11 @@ def make_a2c(config: A2CConfig, env, device: torch.device, logger=None) -> Alg:
         transforms.append(NormalizeAdvantages())
     runner = Transform(runner, transforms)
     loss = A2CLoss(policy, config.value_loss_coef, config.entropy_coef)
-    optimizer = torch.optim.RMSprop(
+    rmsprop = RMSpropTF if config.rmsprop_tf else torch.optim.RMSprop
+    optimizer = rmsprop(
         policy.parameters(), lr=config.lr, alpha=config.rmsprop_alpha, eps=config.optimizer_eps
     )
-    lr = linear_schedule(config.lr, config.num_train_steps) if config.anneal_lr else None
-    return Alg(runner, loss, optimizer, config.max_grad_norm, lr)
+    schedules = {}
+    if config.anneal_lr:
+        schedules["lr"] = linear_schedule(config.lr, config.num_train_steps)
+    return Alg(runner, loss, optimizer, config.max_grad_norm, schedules)

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import gymnasium as gym
 import torch
 
-from derl.alg.dqn import DQN, DQNLoss, EpsilonGreedyPolicy, make_q_network, make_target
+from derl.alg.dqn import DQN, DQNLoss, make_target
 from derl.errors import UsageError
 from derl.factory.config import OffPolicyConfig, hp, make_replay_runner
+from derl.models import make_q_network
+from derl.policies import EpsilonGreedyPolicy
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,9 @@ RAINBOW = dict(
     double=True,
 )
 RAINBOW_PRESETS = {
-    # Hessel et al. 2018, Table 1: Adam 6.25e-5 (eps 1.5e-4), v in [-10, 10], 80k frames first.
-    "atari": {**PRESETS["atari"], **RAINBOW, "lr": 6.25e-5, "learning_starts": 80_000},
+    # Hessel et al. 2018, Table 1: Adam 6.25e-5 (eps 1.5e-4), v in [-10, 10], learning from
+    # 80k frames on, which is 20k agent steps at frame skip 4 (derl counts agent steps).
+    "atari": {**PRESETS["atari"], **RAINBOW, "lr": 6.25e-5, "learning_starts": 20_000},
     # CartPole's returns reach 100 discounted: a support that covers them.
     "classic": {**PRESETS["classic"], **RAINBOW, "v_min": 0.0, "v_max": 200.0, "lr": 1e-3},
 }

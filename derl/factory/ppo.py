@@ -25,6 +25,7 @@ class PPOConfig(Config):
     normalize_advantages: bool = hp(True, "normalise advantages within each minibatch")
     lr: float = hp(2.5e-4, "Adam learning rate")
     anneal_lr: bool = hp(True, "anneal the learning rate linearly to 0 over training")
+    anneal_clip_range: bool = hp(False, "anneal the clip range linearly to 0 over training")
     optimizer_eps: float = hp(1e-5, "Adam epsilon")
     max_grad_norm: float = hp(0.5, "clip the global gradient norm to this value")
 
@@ -61,7 +62,9 @@ PRESETS = {
         lr=3e-4,
         normalize=True,
     ),
-    # rl-zoo's tuned CartPole-v1 recipe: solves it in well under 100k steps.
+    # rl-zoo's tuned CartPole-v1 recipe (hyperparams/ppo.yml) on SB3's PPO: lr and clip range
+    # annealed from 1e-3 and 0.2, no value clipping, and SB3's value loss 0.5 * MSE (derl's
+    # loss already halves the squared error, so its weight is 1).
     "classic": dict(
         num_envs=8,
         num_train_steps=100_000,
@@ -71,6 +74,9 @@ PRESETS = {
         gamma=0.98,
         gae_lambda=0.8,
         clip_range=0.2,
+        anneal_clip_range=True,
+        clip_value_loss=False,
+        value_loss_coef=1.0,
         entropy_coef=0.0,
         lr=1e-3,
     ),
@@ -95,5 +101,9 @@ def make_ppo(config: PPOConfig, env, device: torch.device, logger=None) -> Alg:
     optimizer = torch.optim.Adam(
         policy.parameters(), lr=config.lr, eps=config.optimizer_eps, fused=True
     )  # fused: one kernel for all parameters, ~15% faster updates of small MLPs on CPU
-    lr = linear_schedule(config.lr, config.num_train_steps) if config.anneal_lr else None
-    return Alg(runner, loss, optimizer, config.max_grad_norm, lr)
+    schedules = {}
+    if config.anneal_lr:
+        schedules["lr"] = linear_schedule(config.lr, config.num_train_steps)
+    if config.anneal_clip_range:
+        schedules["clip_range"] = linear_schedule(config.clip_range, config.num_train_steps)
+    return Alg(runner, loss, optimizer, config.max_grad_norm, schedules)

@@ -8,9 +8,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from derl.alg.sac import SAC, SACPolicy, TwinQ
+from derl.alg.sac import SAC
 from derl.errors import UsageError
 from derl.factory.config import OffPolicyConfig, hp, make_replay_runner
+from derl.models import TwinQ
+from derl.policies import SACPolicy
 
 
 @dataclass(frozen=True)

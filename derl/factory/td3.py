@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from derl.alg.sac import TwinQ
-from derl.alg.td3 import TD3, TD3Policy
+from derl.alg.td3 import TD3
 from derl.factory.config import OffPolicyConfig, hp, make_replay_runner
 from derl.factory.sac import check_box
+from derl.models import TwinQ
+from derl.policies import TD3Policy
 
 
 @dataclass(frozen=True)

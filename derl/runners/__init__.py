@@ -1,7 +1,7 @@
 """Runners: collect rollouts; wrappers and transforms compose on them."""
 
 from derl.runners.env_runner import EnvRunner
-from derl.runners.transforms import GAE, MergeTimeBatch, NormalizeAdvantages, gae
+from derl.runners.transforms import GAE, MergeTimeBatch, NormalizeAdvantages
 from derl.runners.wrappers import Minibatches, RunnerWrapper, Transform
 
 __all__ = [
@@ -9,7 +9,6 @@ __all__ = [
     "GAE",
     "MergeTimeBatch",
     "NormalizeAdvantages",
-    "gae",
     "Minibatches",
     "RunnerWrapper",
     "Transform",

@@ -10,8 +10,27 @@ import torch
 
 from derl.env.normalize import VecNormalize
 from derl.env.state import get_vector_env_state, set_vector_env_state
+from derl.errors import UsageError
 from derl.models import is_image
 from derl.types import Batch, Rollout
+
+
+def check_same_step_autoreset(env: gym.vector.VectorEnv) -> None:
+    """Refuse vector envs that do not reset a finished env within the step that ended it.
+
+    The runner reads each step as one transition, with the real last observation of a truncated
+    episode in `info["final_obs"]`. In gymnasium's default NEXT_STEP mode the step after an
+    episode end is a reset, not a transition, and there is no `final_obs`: training on it
+    would learn from fake transitions across episodes.
+    """
+    mode = env.metadata.get("autoreset_mode")
+    if mode not in (gym.vector.AutoresetMode.SAME_STEP, "SameStep"):
+        raise UsageError(
+            f"EnvRunner needs a vector env that autoresets in the same step, but this one's "
+            f"autoreset_mode is {getattr(mode, 'name', mode)}; build it with "
+            "derl.env.make(env_id, num_envs) or pass autoreset_mode=gymnasium.vector."
+            "AutoresetMode.SAME_STEP to gymnasium.make_vec / SyncVectorEnv / AsyncVectorEnv"
+        )
 
 
 class EnvRunner:
@@ -26,6 +45,7 @@ class EnvRunner:
         device: torch.device | str = "cpu",
         logger=None,
     ):
+        check_same_step_autoreset(env)
         self.env, self.policy, self.num_steps = env, policy, num_steps
         self.num_train_steps, self.device, self.logger = (
             num_train_steps,
@@ -34,6 +54,7 @@ class EnvRunner:
         )
         self.num_envs = env.num_envs
         self.step_count = 0
+        self.rollout_start = 0  # step_count when the last rollout began: schedules read it
         self.obs: torch.Tensor | None = None
         self.hooks: list = []  # called with step_count between rollouts (checkpoints, evaluation)
         space = env.single_observation_space
@@ -53,6 +74,7 @@ class EnvRunner:
     def collect(self) -> Rollout:
         """Run `num_steps` steps in every env."""
         T, N = self.num_steps, self.num_envs
+        self.rollout_start = self.step_count
         env_keys = ("rewards", "terminated", "truncated")
         steps: dict[str, list] = defaultdict(list)  # obs, env_keys, and what the policy returns
         final_obs, final_index = [], []

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from derl.alg.targets import nstep_returns
 from derl.errors import UsageError
+from derl.returns import nstep_returns
 from derl.runners.sum_tree import SumTree, importance_weights
 from derl.runners.wrappers import RunnerWrapper
 from derl.types import Batch, Rollout
@@ -379,7 +379,8 @@ class ExperienceReplay(RunnerWrapper):
 
     @property
     def beta(self) -> float:
-        return self.beta0 + (1 - self.beta0) * min(self.step_count / self.num_train_steps, 1.0)
+        progress = min(self.rollout_start / self.num_train_steps, 1.0)  # as every schedule
+        return self.beta0 + (1 - self.beta0) * progress
 
     def __iter__(self):
         for rollout in self.runner:

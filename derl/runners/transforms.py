@@ -3,37 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
+from derl.returns import gae
 from derl.types import Batch, Rollout
-
-
-def gae(
-    rewards: Tensor,
-    values: Tensor,
-    last_value: Tensor,
-    terminated: Tensor,
-    truncated: Tensor,
-    final_values: Tensor,
-    gamma: float,
-    lam: float,
-) -> Tensor:
-    """Generalized advantage estimates (Schulman et al. 2016, https://arxiv.org/abs/1506.02438).
-
-    Shapes [T, N] (`last_value` [N]). A terminated step has no future. A truncated step (time limit)
-    bootstraps from `final_values`, the value of its real last observation, and then the
-    recursion stops, because the next observation belongs to a new episode.
-    """
-    next_values = torch.cat([values[1:], last_value[None]])
-    next_values = torch.where(truncated.bool(), final_values, next_values) * (1 - terminated)
-    deltas = rewards + gamma * next_values - values
-    continues = 1 - torch.maximum(terminated, truncated)
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros_like(last_value)
-    for t in reversed(range(rewards.shape[0])):
-        running = deltas[t] + gamma * lam * continues[t] * running
-        advantages[t] = running
-    return advantages
 
 
 class GAE:

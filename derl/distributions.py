@@ -1,4 +1,5 @@
-"""Targets of off-policy learning: n-step returns, the C51 projection, SAC's squashed Gaussian."""
+"""Action distributions torch does not have: a product of categoricals (MultiDiscrete actions)
+and SAC's tanh-squashed Gaussian on an action box."""
 
 from __future__ import annotations
 
@@ -7,61 +8,30 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Distribution
+from torch.distributions import Categorical, Distribution
 
 
-def nstep_returns(
-    rewards: Tensor, terminated: Tensor, truncated: Tensor, gamma: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Discounted sums of [B, n] reward windows, cut after the first step that ends an episode.
+class MultiCategorical(Distribution):
+    """A product of independent categoricals; actions are [..., K] integer tensors."""
 
-    Returns (returns, bootstrap_discount, steps), each [B]. The target of a window starting at t
-    is returns + bootstrap_discount * V(obs[t + steps]). A window that runs out of steps or ends
-    in a truncation bootstraps with gamma^steps (after a truncation obs[t + steps] is the real
-    final observation); one that ends in a termination has discount 0. Entries after the first
-    end may hold anything (the next episode, NaN): they are ignored.
-    """
-    n = rewards.shape[1]
-    if n == 1:  # the same values, in fewer ops (1-step DQN and SAC sample this every update)
-        steps = torch.ones(len(rewards), dtype=torch.long, device=rewards.device)
-        return rewards[:, 0], gamma * (~terminated[:, 0].bool()).to(rewards.dtype), steps
-    ends = terminated.bool() | truncated.bool()
-    ended_before = (ends.int().cumsum(dim=1) - ends.int()) > 0  # an earlier step ended it
-    inside = ~ended_before
-    steps = inside.sum(dim=1)
-    powers = gamma ** torch.arange(n + 1, dtype=rewards.dtype, device=rewards.device)
-    returns = (torch.where(inside, rewards, 0.0) * powers[:n]).sum(dim=1)
-    ends_terminal = terminated.bool().gather(1, (steps - 1)[:, None]).squeeze(1)
-    bootstrap_discount = torch.where(ends_terminal, 0.0, powers[steps])
-    return returns, bootstrap_discount, steps
+    arg_constraints: dict = {}
 
+    def __init__(self, logits: tuple[Tensor, ...]):
+        self.dists = [Categorical(logits=lg, validate_args=False) for lg in logits]
+        super().__init__(batch_shape=self.dists[0].batch_shape, validate_args=False)
 
-def categorical_projection(
-    next_probs: Tensor, returns: Tensor, discounts: Tensor, support: Tensor
-) -> Tensor:
-    """C51's target: the distribution of returns + discounts * Z' projected onto `support`.
+    def sample(self, sample_shape=()) -> Tensor:
+        return torch.stack([d.sample(sample_shape) for d in self.dists], dim=-1)
 
-    Algorithm 1 of Bellemare et al. 2017 (https://arxiv.org/abs/1707.06887): atom z_j of the next
-    distribution moves to Tz_j = r + discount * z_j, clamped to [v_min, v_max], and its probability
-    is split between the two nearest atoms in proportion to closeness. Shapes: next_probs
-    [B, atoms], returns and discounts [B] (discount 0: all mass at r), `support` [atoms] evenly
-    spaced. Each row keeps its total mass.
-    """
-    atoms = support.shape[0]
-    v_min, v_max = support[0], support[-1]
-    delta = (v_max - v_min) / (atoms - 1)
-    tz = (returns[:, None] + discounts[:, None] * support).clamp(v_min, v_max)
-    b = ((tz - v_min) / delta).clamp(0, atoms - 1)  # rounding can push b past the last atom
-    # Neighbours lower and lower + 1, with lower <= atoms - 2. The paper's floor/ceil gives
-    # l == u when b hits an atom exactly, and both weights (u - b, b - l) are 0, losing the mass;
-    # here an exact hit gets weight 1 on `lower` (or on lower + 1 for b = atoms - 1).
-    lower = b.floor().clamp(max=atoms - 2)
-    upper_weight = b - lower
-    lower = lower.long()
-    projected = torch.zeros_like(next_probs)
-    projected.scatter_add_(1, lower, next_probs * (1 - upper_weight))
-    projected.scatter_add_(1, lower + 1, next_probs * upper_weight)
-    return projected
+    def log_prob(self, actions: Tensor) -> Tensor:
+        return sum(d.log_prob(a) for d, a in zip(self.dists, actions.unbind(-1), strict=True))
+
+    def entropy(self) -> Tensor:
+        return sum(d.entropy() for d in self.dists)
+
+    @property
+    def mode(self) -> Tensor:
+        return torch.stack([d.probs.argmax(-1) for d in self.dists], dim=-1)
 
 
 def tanh_log_abs_det(pre_tanh: Tensor) -> Tensor:
