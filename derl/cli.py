@@ -11,6 +11,7 @@ import typing
 from derl.env.families import family
 from derl.errors import UsageError
 from derl.factory import ALGS, get_alg, make_config
+from derl.factory.config import metadata
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,9 +29,10 @@ def integer(text: str) -> int:
     return int(value)
 
 
-def add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, type_, default) -> None:
+def add_field(
+    parser: argparse.ArgumentParser, field: dataclasses.Field, type_, default, help_text
+) -> None:
     flag = "--" + field.name.replace("_", "-")
-    help_text = field.metadata.get("help", "")
     if type_ is bool:
         parser.add_argument(
             flag,
@@ -61,7 +63,7 @@ def find_env_id(argv: list[str]) -> str | None:
 def alg_parser(alg: str, env_id: str | None) -> Parser:
     spec = get_alg(alg)
     fam = family(env_id) if env_id else "classic"
-    preset = spec.presets[fam]
+    preset = spec.presets.get(fam, {})
     parser = Parser(
         prog=f"derl {alg}",
         description=f"{spec.summary}. Defaults shown are the "
@@ -71,7 +73,8 @@ def alg_parser(alg: str, env_id: str | None) -> Parser:
     for field in dataclasses.fields(spec.config_cls):
         type_ = hints[field.name]
         type_ = next((t for t in typing.get_args(type_) if t is not type(None)), type_)
-        add_field(parser, field, type_, preset.get(field.name, field.default))
+        help_text = metadata(spec.config_cls, field.name).get("help", "")
+        add_field(parser, field, type_, preset.get(field.name, field.default), help_text)
     return parser
 
 

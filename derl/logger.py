@@ -19,14 +19,13 @@ class Logger:
         self,
         logdir: str | None,
         total_steps: int,
-        rank: int = 0,
         progress: bool = True,
         start_step: int = 0,
         purge: bool = False,
     ):
-        self.logdir = logdir if rank == 0 else None  # other ranks only count
+        self.logdir = logdir  # None: count and average only, write nothing
         self._writer = None
-        self.total_steps, self.show_progress = total_steps, progress and rank == 0
+        self.total_steps, self.show_progress = total_steps, progress
         self._bar = None
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.pending: dict[str, list] = defaultdict(list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +21,14 @@ def orthogonal_init(layer: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
     return layer
+
+
+def default_init(layer: nn.Module, gain: float = 1.0) -> nn.Module:
+    """torch's own init, kept (SB3's `ortho_init=False`)."""
+    return layer
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 class NatureCNN(nn.Module):
@@ -85,9 +94,9 @@ class MLP(nn.Sequential):
 class CategoricalHead(nn.Module):
     """Logits for a Discrete action space."""
 
-    def __init__(self, in_features: int, num_actions: int):
+    def __init__(self, in_features: int, num_actions: int, init=orthogonal_init):
         super().__init__()
-        self.logits = orthogonal_init(nn.Linear(in_features, num_actions), gain=0.01)
+        self.logits = init(nn.Linear(in_features, num_actions), gain=0.01)
 
     def forward(self, features: Tensor) -> Distribution:
         return Categorical(logits=self.logits(features), validate_args=False)
@@ -96,22 +105,25 @@ class CategoricalHead(nn.Module):
 class MultiCategoricalHead(nn.Module):
     """Independent logits per component of a MultiDiscrete action space."""
 
-    def __init__(self, in_features: int, nvec: list[int]):
+    def __init__(self, in_features: int, nvec: list[int], init=orthogonal_init):
         super().__init__()
         self.nvec = list(nvec)
-        self.logits = orthogonal_init(nn.Linear(in_features, sum(self.nvec)), gain=0.01)
+        self.logits = init(nn.Linear(in_features, sum(self.nvec)), gain=0.01)
 
     def forward(self, features: Tensor) -> Distribution:
         return MultiCategorical(self.logits(features).split(self.nvec, dim=-1))
 
 
 class GaussianHead(nn.Module):
-    """Diagonal Gaussian with a state-independent log std (as in PPO's MuJoCo experiments)."""
+    """Diagonal Gaussian with a state-independent log std (as in PPO's MuJoCo experiments),
+    starting at `log_std_init` (rl-zoo's MuJoCo recipes start at -2 or so: less noise)."""
 
-    def __init__(self, in_features: int, action_dim: int):
+    def __init__(
+        self, in_features: int, action_dim: int, log_std_init: float = 0.0, init=orthogonal_init
+    ):
         super().__init__()
-        self.mean = orthogonal_init(nn.Linear(in_features, action_dim), gain=0.01)
-        self.logstd = nn.Parameter(torch.zeros(action_dim))
+        self.mean = init(nn.Linear(in_features, action_dim), gain=0.01)
+        self.logstd = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
 
     def forward(self, features: Tensor) -> Distribution:
         mean = self.mean(features)
@@ -123,13 +135,15 @@ class ActorCriticModel(nn.Module):
     """obs -> (action distribution, value). `value_body` None: shared torso."""
 
     def __init__(
-        self, policy_body: nn.Module, head: nn.Module, value_body: nn.Module | None = None
+        self,
+        policy_body: nn.Module,
+        head: nn.Module,
+        value_body: nn.Module | None = None,
+        init=orthogonal_init,
     ):
         super().__init__()
         self.policy_body, self.head, self.value_body = policy_body, head, value_body
-        self.value = orthogonal_init(
-            nn.Linear((value_body or policy_body).out_features, 1), gain=1.0
-        )
+        self.value = init(nn.Linear((value_body or policy_body).out_features, 1), gain=1.0)
 
     def forward(self, obs: Tensor) -> tuple[Distribution, Tensor]:
         features = self.policy_body(obs)
@@ -137,14 +151,16 @@ class ActorCriticModel(nn.Module):
         return self.head(features), self.value(value_features).squeeze(-1)
 
 
-def make_head(in_features: int, action_space: gym.Space) -> nn.Module:
+def make_head(
+    in_features: int, action_space: gym.Space, log_std_init: float = 0.0, init=orthogonal_init
+) -> nn.Module:
     """The action head for an action space, or a UsageError naming the spaces that work."""
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalHead(in_features, int(action_space.n))
+        return CategoricalHead(in_features, int(action_space.n), init)
     if isinstance(action_space, gym.spaces.MultiDiscrete) and action_space.nvec.ndim == 1:
-        return MultiCategoricalHead(in_features, [int(n) for n in action_space.nvec])
+        return MultiCategoricalHead(in_features, [int(n) for n in action_space.nvec], init)
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return GaussianHead(in_features, action_space.shape[0])
+        return GaussianHead(in_features, action_space.shape[0], log_std_init, init)
     raise UsageError(
         f"action space {action_space} is not supported by actor-critic algorithms; "
         "they take Discrete, MultiDiscrete and 1-D Box actions"
@@ -155,21 +171,33 @@ def is_image(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
 
 
-def make_model(observation_space: gym.Space, action_space: gym.Space) -> ActorCriticModel:
-    """NatureCNN with a shared torso for [C, H, W] uint8 images, separate MLPs for vectors."""
+def make_model(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    hidden: tuple[int, ...] = (64, 64),
+    activation: str = "tanh",
+    log_std_init: float = 0.0,
+    ortho_init: bool = True,
+) -> ActorCriticModel:
+    """NatureCNN with a shared torso for [C, H, W] uint8 images; for vectors, separate policy
+    and value MLPs of `hidden` units with `activation` ("tanh" or "relu"). `ortho_init`:
+    orthogonal init as openai baselines (else torch's); `log_std_init`: the Gaussian's start."""
+    init = orthogonal_init if ortho_init else default_init
     if is_image(observation_space):
         body = NatureCNN(observation_space.shape[0])
-        return ActorCriticModel(body, make_head(body.out_features, action_space))
+        return ActorCriticModel(
+            body, make_head(body.out_features, action_space, log_std_init, init), init=init
+        )
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise UsageError(
             f"observation space {observation_space} is not supported; "
             "use 1-D Box vectors or [C, H, W] uint8 images"
         )
-    in_features = observation_space.shape[0]
-    policy_body, value_body = MLP(in_features), MLP(in_features)
-    return ActorCriticModel(
-        policy_body, make_head(policy_body.out_features, action_space), value_body
-    )
+    in_features, act = observation_space.shape[0], ACTIVATIONS[activation]
+    policy_body = MLP(in_features, hidden, act, orthogonal=ortho_init)
+    value_body = MLP(in_features, hidden, act, orthogonal=ortho_init)
+    head = make_head(policy_body.out_features, action_space, log_std_init, init)
+    return ActorCriticModel(policy_body, head, value_body, init)
 
 
 # -- Q networks: DQN's (dueling, noisy, distributional) and the twin critics of SAC and TD3 -----
@@ -203,17 +231,19 @@ def make_q_network(
     atoms: int = 1,
     v_range: tuple[float, float] = (-10, 10),
     hidden: int | None = None,
+    sigma0: float = 0.5,
 ) -> QNetwork:
-    """NatureCNN convolutions for images, a ReLU MLP for vectors, then a (dueling) head."""
+    """NatureCNN convolutions for images, a ReLU MLP for vectors, then a (dueling) head;
+    `noisy`: NoisyLinear layers of initial noise scale `sigma0` in the head."""
     if is_image(observation_space):
         torso, hidden = NatureCNN(observation_space.shape[0], features=None), hidden or 512
     else:
         hidden = hidden or 256
         torso = MLP(observation_space.shape[0], (hidden,), activation=nn.ReLU)
     if dueling:
-        head = DuelingHead(torso.out_features, num_actions, atoms, noisy, hidden=hidden)
+        head = DuelingHead(torso.out_features, num_actions, atoms, noisy, hidden, sigma0)
     else:
-        linear = NoisyLinear if noisy else nn.Linear
+        linear = partial(NoisyLinear, sigma0=sigma0) if noisy else nn.Linear
         head = nn.Sequential(
             linear(torso.out_features, hidden), nn.ReLU(), linear(hidden, num_actions * atoms)
         )

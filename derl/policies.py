@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from derl.distributions import SquashedNormal
-from derl.models import MLP, ActorCriticModel, QNetwork, make_model
+from derl.models import MLP, ActorCriticModel, QNetwork
 
 
 class ActorCriticPolicy(nn.Module):
@@ -45,14 +45,6 @@ class ActorCriticPolicy(nn.Module):
     @torch.no_grad()
     def value(self, obs: Tensor) -> Tensor:
         return self.model(obs)[1]
-
-
-def make_actor_critic(
-    env: gym.vector.VectorEnv, device: torch.device | str = "cpu"
-) -> ActorCriticPolicy:
-    """The default actor-critic for a vector env's spaces (see `make_model`), on `device`."""
-    model = make_model(env.single_observation_space, env.single_action_space)
-    return ActorCriticPolicy(model, env.single_action_space).to(device)
 
 
 class EpsilonGreedyPolicy(nn.Module):

@@ -84,7 +84,10 @@ def full_state(alg: Alg, config: Config, logger: Logger | None = None) -> dict:
 def config_from_dict(data: dict) -> Config:
     """The config saved in config.json or a checkpoint (extra keys such as `alg` are ignored)."""
     cls = get_alg(data["alg"]).config_cls
-    return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+    values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+    if data["alg"] in ("sac", "td3") and isinstance(values.get("hidden"), int):
+        values["hidden"] = f"{values['hidden']},{values['hidden']}"  # derl 0.2: one width, 2 layers
+    return cls(**values)
 
 
 BEST = "best.pt"  # the policy with the best evaluation so far, in the logdir

@@ -2,21 +2,59 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from torch import Tensor
 
 
-class Batch(SimpleNamespace):
-    """Named tensors: `batch.obs`, `vars(batch)`. Merged batches are [B, ...]."""
+@dataclass
+class Batch:
+    """The named tensors that flow from runners into losses; absent fields are None.
+
+    From an EnvRunner: obs, actions, rewards, terminated, truncated and what the policy's `act`
+    returns (log_probs, values), [T, N, ...]; GAE adds advantages and value_targets; merged
+    batches are [B, ...]. From replay: obs, actions, returns (n-step), discounts, next_obs and
+    weights (importance weights, 1 for uniform replay). A runner or policy with fields of its
+    own declares them in a subclass (`@dataclass class MyBatch(Batch): ...`).
+    """
+
+    obs: Tensor
+    actions: Tensor | None = None
+    rewards: Tensor | None = None
+    terminated: Tensor | None = None
+    truncated: Tensor | None = None
+    log_probs: Tensor | None = None
+    values: Tensor | None = None
+    advantages: Tensor | None = None
+    value_targets: Tensor | None = None
+    next_obs: Tensor | None = None
+    returns: Tensor | None = None
+    discounts: Tensor | None = None
+    weights: Tensor | None = None
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The fields that are set, by name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
 
     def __len__(self) -> int:
-        return len(next(iter(vars(self).values())))
+        return len(self.obs)
 
     def index(self, idx) -> Batch:
         """The same fields at `idx` along the first dimension."""
-        return Batch(**{k: v[idx] for k, v in vars(self).items()})
+        return type(self)(**{k: v[idx] for k, v in self.tensors().items()})
+
+    def map(self, fn) -> Batch:
+        """`fn` applied to every field that is set."""
+        return type(self)(**{k: fn(v) for k, v in self.tensors().items()})
+
+    def replace(self, **changes: Tensor) -> Batch:
+        """A new batch with `changes`; this one is left as it was."""
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from conftest import scalars
 
 from derl.cli import main
 
@@ -29,12 +29,6 @@ TINY = {
         "2",
     ],
 }
-
-
-def scalars(logdir):
-    acc = EventAccumulator(str(logdir))
-    acc.Reload()
-    return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
 
 
 @pytest.mark.parametrize("env_id", list(TINY))

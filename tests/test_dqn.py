@@ -62,13 +62,7 @@ def test_double_q_target_uses_online_argmax_and_target_values():
 
 def test_importance_weights_scale_the_loss():
     online, target = table_q([[1.0, 3.0], [4.0, 2.0]]), table_q([[0.0, 0.0], [0.0, 0.0]])
-    weighted = Batch(
-        **{
-            **vars(batch()),
-            "returns": torch.tensor([2.0, 2.0]),
-            "weights": torch.tensor([0.5, 1.0]),
-        }
-    )
+    weighted = batch().replace(returns=torch.tensor([2.0, 2.0]), weights=torch.tensor([0.5, 1.0]))
     out = DQNLoss(online, target)(weighted)
     # TD errors: 2 + 0.5 * 0 - 1 = 1 (Huber 0.5) and 2 - 2 = 0; weighted mean 0.5 * 0.5 / 2
     assert out.td_errors.tolist() == pytest.approx([1.0, 0.0])

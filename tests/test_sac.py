@@ -2,13 +2,13 @@
 resume, refusals, and learning Pendulum-v1 (~1.5 min on 2 shared CPU cores)."""
 
 import copy
-import dataclasses
 import math
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same
 
 import derl
 import derl.env
@@ -21,36 +21,20 @@ from derl.alg.sac import (
 )
 from derl.errors import UsageError
 from derl.evaluate import evaluate
-from derl.factory import ALGS, AlgSpec
 from derl.factory.config import build_config
-from derl.factory.sac import PRESETS, SACConfig, make_sac, make_sac_policy
+from derl.factory.sac import PRESETS, SACConfig, make_sac
 from derl.policies import SACPolicy
 from derl.train import resume
 from derl.types import Batch
 
-CAN_LOAD = "make_policy" in {f.name for f in dataclasses.fields(AlgSpec)}
-
-
-@pytest.fixture
-def registered(monkeypatch):
-    """SAC in the algorithm registry, for derl.train (until derl.factory registers it)."""
-    if "sac" not in ALGS:
-        kw = {"make_policy": make_sac_policy} if CAN_LOAD else {}
-        spec = AlgSpec("sac", SACConfig, PRESETS, make_sac, "Soft Actor-Critic", **kw)
-        monkeypatch.setitem(ALGS, "sac", spec)
-
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Small MLPs gain little from a second thread, and lose 4x when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def single_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 def config(**overrides) -> SACConfig:
-    small = dict(hidden=32, batch_size=16, learning_starts=50, num_train_steps=200)
+    small = dict(hidden="32,32", batch_size=16, learning_starts=50, num_train_steps=200)
     kw = {"env_id": "Pendulum-v1", "device": "cpu", **small, **overrides}
     return build_config(SACConfig, PRESETS, "classic", **kw)
 
@@ -203,22 +187,6 @@ def test_deterministic_and_eval_acts_do_not_use_up_the_warmup():
 # -- checkpoints --------------------------------------------------------------------------------
 
 
-def assert_same(a, b, path="state"):
-    """Nested dicts, lists, tensors, arrays and numbers are equal."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{path}[{i}]")
-    elif isinstance(a, (torch.Tensor, np.ndarray)):
-        assert np.array_equal(np.asarray(a), np.asarray(b)), path
-    else:
-        assert a == b, path
-
-
 def test_state_dict_round_trip_through_a_checkpoint_restores_everything(tmp_path):
     trained = make(config(num_train_steps=150))
     trained.learn()
@@ -235,7 +203,7 @@ def test_state_dict_round_trip_through_a_checkpoint_restores_everything(tmp_path
     assert_same(a, b)  # same transitions, same sampling rng
 
 
-def test_resumed_run_equals_straight_run(tmp_path, registered):
+def test_resumed_run_equals_straight_run(tmp_path):
     kw = dict(num_train_steps=500, learning_starts=100, checkpoint_every=10_000)
     straight = derl.train(config(logdir=str(tmp_path / "a"), **kw), progress=False)
     first = derl.train(config(logdir=str(tmp_path / "b"), **kw), progress=False, stop_after=250)
@@ -247,11 +215,10 @@ def test_resumed_run_equals_straight_run(tmp_path, registered):
         del state["runner"]["env_states"]
     assert_same(resumed, expected)
     assert second.recent_returns == straight.recent_returns
-    if CAN_LOAD:  # derl.load rebuilds the actor from the registry's make_policy
-        agent = derl.load(tmp_path / "b")
-        obs = np.zeros(3, np.float32)
-        expected = straight.alg.policy.act(torch.as_tensor(obs)[None], True)["actions"][0]
-        np.testing.assert_array_equal(agent.act(obs), expected.numpy())
+    agent = derl.load(tmp_path / "b")  # rebuilds the actor from the registry's make_policy
+    obs = np.zeros(3, np.float32)
+    expected = straight.alg.policy.act(torch.as_tensor(obs)[None], True)["actions"][0]
+    np.testing.assert_array_equal(agent.act(obs), expected.numpy())
 
 
 # -- refusals -----------------------------------------------------------------------------------
@@ -283,7 +250,7 @@ def test_bad_values_are_usage_errors(bad, message):
 # -- learning -----------------------------------------------------------------------------------
 
 
-def test_sac_solves_pendulum(tmp_path, registered):
+def test_sac_solves_pendulum(tmp_path):
     """The classic preset: mean deterministic return >= -250 (random: ~-1200) within 15k steps."""
     cfg = build_config(
         SACConfig,

@@ -1,18 +1,16 @@
 """Schedules are read at the step count where a rollout starts (as CleanRL), not after it."""
 
 import pytest
-import torch
+from conftest import make_alg
 
 import derl
 
 
 def run_and_record(alg_name, **kw):
-    config = derl.make_config(alg_name, "CartPole-v1", device="cpu", **kw)
-    env = derl.env.make("CartPole-v1", config.num_envs, 0)
-    alg = derl.factory.get_alg(alg_name).make(config, env, torch.device("cpu"))
+    alg, env = make_alg(alg_name, "CartPole-v1", **kw)
     records = [alg.step(batch) for batch in alg.runner]
     env.close()
-    return config, records
+    return derl.make_config(alg_name, "CartPole-v1", **kw), records
 
 
 @pytest.mark.parametrize("alg_name", ["ppo", "a2c"])

@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from test_sac import assert_same
+from conftest import assert_same
 
 import derl
 import derl.env
@@ -17,7 +17,9 @@ from derl.train import resume
 
 
 def config(env_id="Pendulum-v1", **overrides):
-    small = dict(hidden=32, batch_size=16, learning_starts=50, num_train_steps=200, device="cpu")
+    small = dict(
+        hidden="32,32", batch_size=16, learning_starts=50, num_train_steps=200, device="cpu"
+    )
     return derl.make_config("td3", env_id, **{**small, **overrides})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -28,7 +29,33 @@ def linear_schedule(start: float, num_steps: int, end: float = 0.0) -> Callable[
     return lambda step: start + (end - start) * min(step / num_steps, 1.0)
 
 
-class Alg:
+class Algorithm(Protocol):
+    """What `derl.train`, checkpoints and evaluation need from an algorithm.
+
+    `Alg` is the one-loss, one-optimizer implementation; SAC and TD3 implement `step` and their
+    state dicts themselves and inherit `learn` from here.
+    """
+
+    runner: Any  # an EnvRunner, or runner wrappers around one (they forward its attributes)
+
+    def step(self, batch: Batch) -> dict:
+        """One update on `batch`; returns the metrics to log."""
+        ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def learn(self, logger=None) -> None:
+        """Train until the runner has taken its `num_train_steps` env steps."""
+        flush_denormals()
+        for batch in self.runner:
+            metrics = self.step(batch)
+            if logger is not None:
+                logger.record(metrics, self.runner.step_count)
+
+
+class Alg(Algorithm):
     """`for batch in runner: loss -> backward -> clip -> optimizer step`, metrics to a logger.
 
     `schedules` maps a name to a function of the env step count: "lr" sets the optimizer's
@@ -86,14 +113,6 @@ class Alg:
         self.runner.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.runner.load_state_dict(state["runner"])
-
-    def learn(self, logger=None) -> None:
-        """Train until the runner has taken its `num_train_steps` env steps."""
-        flush_denormals()
-        for batch in self.runner:
-            metrics = self.step(batch)
-            if logger is not None:
-                logger.record(metrics, self.runner.step_count)
 
 
 @torch.no_grad()

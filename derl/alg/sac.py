@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from derl.alg.base import Alg, polyak_update
+from derl.alg.base import Algorithm, polyak_update
 from derl.models import TwinQ
 from derl.types import Batch
 
@@ -60,11 +60,11 @@ def set_requires_grad(params: list[Tensor], flag: bool) -> None:
 # -- the algorithm ------------------------------------------------------------------------------
 
 
-class SAC(Alg):
+class SAC(Algorithm):
     """Per batch: a critic update, an actor and temperature update, a Polyak target update.
 
     Three losses with three optimizers do not fit Alg's one loss and one optimizer, so `step` and
-    the state dicts are SAC's own; `learn` is Alg's. The actor is the runner's policy.
+    the state dicts are SAC's own; `learn` is Algorithm's. The actor is the runner's policy.
     """
 
     def __init__(

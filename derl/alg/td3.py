@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import Tensor
 
-from derl.alg.base import Alg, polyak_update
+from derl.alg.base import Algorithm, polyak_update
 from derl.alg.sac import critic_loss, set_requires_grad
 from derl.models import TwinQ
 from derl.types import Batch
@@ -24,7 +24,7 @@ def td3_target(returns: Tensor, discounts: Tensor, next_q1: Tensor, next_q2: Ten
     return returns + discounts * torch.min(next_q1, next_q2)
 
 
-class TD3(Alg):
+class TD3(Algorithm):
     """Per batch a critic update; every `policy_frequency` batches an actor update and Polyak
     updates of the target actor and critics. The actor is the runner's policy."""
 

@@ -9,17 +9,11 @@ from derl.env.families import family
 from derl.errors import UsageError
 from derl.factory import a2c, dqn, ppo, sac, td3
 from derl.factory.a2c import A2CConfig, make_a2c
-from derl.factory.config import FAMILIES, Config, build_config, hp
+from derl.factory.config import FAMILIES, Config, build_config, hp, make_actor_critic_policy
 from derl.factory.dqn import DQNConfig, RainbowConfig, make_dqn, make_dqn_policy
 from derl.factory.ppo import PPOConfig, make_ppo
 from derl.factory.sac import SACConfig, make_sac, make_sac_policy
 from derl.factory.td3 import TD3Config, make_td3, make_td3_policy
-from derl.models import make_model
-from derl.policies import ActorCriticPolicy
-
-
-def make_actor_critic_policy(config, observation_space, action_space) -> ActorCriticPolicy:
-    return ActorCriticPolicy(make_model(observation_space, action_space), action_space)
 
 
 @dataclass(frozen=True)

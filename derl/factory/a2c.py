@@ -7,38 +7,25 @@ from dataclasses import dataclass
 import torch
 
 from derl.alg import A2CLoss, Alg, linear_schedule
-from derl.factory.config import Config, hp
+from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
 from derl.optim import RMSpropTF
-from derl.policies import make_actor_critic
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, NormalizeAdvantages, Transform
 
 
 @dataclass(frozen=True)
-class A2CConfig(Config):
-    num_runner_steps: int = hp(5, "env steps per env per update")
-    gae_lambda: float = hp(1.0, "GAE lambda (1.0 is the plain n-step advantage of the paper)")
-    value_loss_coef: float = hp(0.5, "value loss weight")
-    entropy_coef: float = hp(0.01, "entropy bonus weight")
-    normalize_advantages: bool = hp(False, "normalise advantages within each batch")
-    lr: float = hp(7e-4, "RMSprop learning rate")
-    anneal_lr: bool = hp(True, "anneal the learning rate linearly to 0 over training")
-    rmsprop_alpha: float = hp(0.99, "RMSprop smoothing constant")
+class A2CConfig(ActorCriticConfig):
+    # The actor-critic fields (ActorCriticConfig) with the A2C paper's / baselines' defaults:
+    num_runner_steps: int = 5
+    gae_lambda: float = 1.0
+    normalize_advantages: bool = False
+    lr: float = 7e-4
+
+    rmsprop_alpha: float = hp(0.99, "RMSprop smoothing constant", at_least=0, below=1)
     rmsprop_tf: bool = hp(
         False,
         "TensorFlow's RMSprop (eps inside the root, squared-gradient average starting at 1), "
         "as openai baselines; torch's takes far larger first steps",
     )
-    optimizer_eps: float = hp(1e-5, "RMSprop epsilon")
-    max_grad_norm: float = hp(0.5, "clip the global gradient norm to this value")
-
-    def validate(self) -> None:
-        super().validate()
-        self.check(self.num_runner_steps >= 1, "--num-runner-steps must be >= 1")
-        self.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        self.check(
-            0 <= self.gae_lambda <= 1, f"--gae-lambda must be in [0, 1], got {self.gae_lambda}"
-        )
-        self.check(self.max_grad_norm > 0, f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
 
 
 PRESETS = {
@@ -62,7 +49,9 @@ PRESETS = {
 
 def make_a2c(config: A2CConfig, env, device: torch.device, logger=None) -> Alg:
     """A2C as a recipe: policy -> runner -> n-step (GAE) advantages -> one update per rollout."""
-    policy = make_actor_critic(env, device)
+    policy = make_actor_critic_policy(
+        config, env.single_observation_space, env.single_action_space
+    ).to(device)
     runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
     transforms = [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()]
     if config.normalize_advantages:

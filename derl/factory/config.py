@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,9 +12,80 @@ from derl.errors import UsageError
 FAMILIES = ("atari", "mujoco", "classic")
 
 
-def hp(default: Any, help: str) -> Any:
-    """A config field with its help text (shown by `derl <alg> -h`)."""
-    return field(default=default, metadata={"help": help})
+def hp(
+    default: Any,
+    help: str,
+    *,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    device: bool = False,
+    sizes: bool = False,
+) -> Any:
+    """A config field with its help text (shown by `derl <alg> -h`) and its bounds, which
+    `Config.validate` checks: `at_least` (>=), `above` (>), `at_most` (<=), `below` (<), `choices`,
+    `device` (auto, cpu or cuda[:N]) and `sizes` (layer sizes such as "256,256")."""
+    bounds = dict(
+        at_least=at_least,
+        above=above,
+        at_most=at_most,
+        below=below,
+        choices=choices,
+        device=device,
+        sizes=sizes,
+    )
+    metadata = {
+        "help": help,
+        **{k: v for k, v in bounds.items() if v is not None and v is not False},
+    }
+    return field(default=default, metadata=metadata)
+
+
+def metadata(cls: type, name: str) -> dict:
+    """A field's help and bounds, from the class that declared it: a subclass that only changes
+    a default (`batch_size: int = 32`) keeps the help and bounds of its base."""
+    for klass in cls.__mro__:
+        declared = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if declared is not None and declared.metadata:
+            return dict(declared.metadata)
+    return {}
+
+
+def bound_error(flag: str, value: Any, meta: dict) -> str | None:
+    """What is wrong with `value` under the bounds in `meta`, or None."""
+    if "choices" in meta and value not in meta["choices"]:
+        return f"{flag} must be {' or '.join(meta['choices'])}, got {value!r}"
+    if meta.get("sizes") and not re.fullmatch(r"[1-9][0-9]*(,[1-9][0-9]*)*", str(value)):
+        return f"{flag} must be layer sizes such as 64,64 or 256,256, got {value!r}"
+    if meta.get("device") and not (value == "auto" or value.split(":")[0] in ("cpu", "cuda")):
+        return f"{flag} must be auto, cpu or cuda[:N], got {value!r}"
+    low, high = meta.get("at_least"), meta.get("at_most")
+    if "above" in meta and not value > meta["above"]:
+        return (
+            f"{flag} must be > {meta['above']}"
+            + (f" and <= {high}" if high is not None else "")
+            + f", got {value}"
+        )
+    if "below" in meta and not value < meta["below"]:
+        return f"{flag} must be < {meta['below']}, got {value}"
+    if low is not None and high is not None and not low <= value <= high:
+        return f"{flag} must be in [{low}, {high}], got {value}"
+    if low is not None and not value >= low:
+        return f"{flag} must be >= {low}, got {value}"
+    if high is not None and not value <= high:
+        return f"{flag} must be <= {high}, got {value}"
+    return None
+
+
+def layer_sizes(text: str) -> tuple[int, ...]:
+    """ "256,256" -> (256, 256)."""
+    return tuple(int(size) for size in text.split(","))
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -22,70 +94,122 @@ class Config:
 
     env_id: str = hp("CartPole-v1", "gymnasium env id; picks the atari / mujoco / classic preset")
     seed: int = hp(0, "seed of torch, numpy and the envs (env i gets seed + i)")
-    device: str = hp("auto", "auto (cuda when available), cpu or cuda[:N]")
+    device: str = hp("auto", "auto (cuda when available), cpu or cuda[:N]", device=True)
     logdir: str | None = hp(
         None,
         "where TensorBoard events and config.json go (default runs/<env>/<alg>-seed<seed>-<time>)",
     )
-    num_envs: int = hp(8, "number of envs stepped together")
-    vectorization: str = hp("sync", "sync (one process) or async (one process per env)")
-    num_train_steps: int = hp(1_000_000, "env steps to train for, summed over envs")
-    normalize: bool = hp(False, "running observation and reward normalisation")
-    gamma: float = hp(0.99, "discount factor")
-    checkpoint_every: int = hp(
-        100_000, "env steps between checkpoints (one is also written at the end and on Ctrl-C)"
+    num_envs: int = hp(8, "number of envs stepped together", at_least=1)
+    vectorization: str = hp(
+        "sync", "sync (one process) or async (one process per env)", choices=("sync", "async")
     )
-    keep_checkpoints: int = hp(3, "how many of the newest checkpoints to keep")
-    eval_every: int = hp(0, "env steps between evaluations logged as eval/return (0: never)")
-    eval_episodes: int = hp(10, "episodes per evaluation")
-    threads: int = hp(0, "torch CPU threads (0: torch's default, one per core)")
-
-    def check(self, ok: bool, message: str) -> None:
-        if not ok:
-            raise UsageError(message)
-
-    def check_at_least_one(self, *names: str) -> None:
-        for name in names:
-            self.check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1")
+    num_train_steps: int = hp(1_000_000, "env steps to train for, summed over envs", at_least=1)
+    normalize: bool = hp(False, "running observation and reward normalisation")
+    gamma: float = hp(0.99, "discount factor", at_least=0, at_most=1)
+    checkpoint_every: int = hp(
+        100_000,
+        "env steps between checkpoints (one is also written at the end and on Ctrl-C)",
+        at_least=1,
+    )
+    keep_checkpoints: int = hp(3, "how many of the newest checkpoints to keep", at_least=1)
+    eval_every: int = hp(
+        0, "env steps between evaluations logged as eval/return (0: never)", at_least=0
+    )
+    eval_episodes: int = hp(10, "episodes per evaluation", at_least=1)
+    threads: int = hp(0, "torch CPU threads (0: torch's default, one per core)", at_least=0)
 
     def validate(self) -> None:
-        """Raise UsageError for values that cannot work; subclasses add their own checks."""
-        self.check(self.num_envs >= 1, f"--num-envs must be >= 1, got {self.num_envs}")
-        self.check(
-            self.num_train_steps >= 1, f"--num-train-steps must be >= 1, got {self.num_train_steps}"
-        )
-        self.check(
-            self.vectorization in ("sync", "async"),
-            f"--vectorization must be sync or async, got {self.vectorization!r}",
-        )
-        self.check(self.checkpoint_every >= 1, "--checkpoint-every must be >= 1")
-        self.check(self.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1")
-        self.check(self.eval_every >= 0, "--eval-every must be >= 0")
-        self.check(self.eval_episodes >= 1, "--eval-episodes must be >= 1")
-        self.check(self.threads >= 0, f"--threads must be >= 0, got {self.threads}")
-        self.check(0 <= self.gamma <= 1, f"--gamma must be in [0, 1], got {self.gamma}")
-        self.check(
-            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
-            f"--device must be auto, cpu or cuda[:N], got {self.device!r}",
-        )
+        """Raise UsageError for values that cannot work: each field's declared bounds, then the
+        relations between fields (`relations`)."""
+        for f in dataclasses.fields(self):
+            error = bound_error(flag(f.name), getattr(self, f.name), metadata(type(self), f.name))
+            if error:
+                raise UsageError(error)
+        for ok, message in self.relations():
+            if not ok:
+                raise UsageError(message)
+
+    def relations(self) -> list[tuple[bool, str]]:
+        """(holds, message) for the checks that involve several fields; none here."""
+        return []
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig(Config):
+    """Options of the on-policy actor-critics (PPO, A2C), declared once; each changes defaults."""
+
+    num_runner_steps: int = hp(128, "env steps per env per rollout", at_least=1)
+    gae_lambda: float = hp(
+        0.95, "GAE lambda (1.0: the plain n-step advantage)", at_least=0, at_most=1
+    )
+    value_loss_coef: float = hp(0.5, "value loss weight (the loss is 0.5 * squared error)")
+    entropy_coef: float = hp(0.01, "entropy bonus weight")
+    normalize_advantages: bool = hp(True, "normalise advantages within each (mini)batch")
+    lr: float = hp(2.5e-4, "learning rate (PPO: Adam, A2C: RMSprop)", above=0)
+    anneal_lr: bool = hp(True, "anneal the learning rate linearly to 0 over training")
+    optimizer_eps: float = hp(1e-5, "optimizer epsilon", above=0)
+    max_grad_norm: float = hp(0.5, "clip the global gradient norm to this value", above=0)
+    hidden: str = hp("64,64", "hidden layer sizes of the policy and value MLPs", sizes=True)
+    activation: str = hp("tanh", "activation of the MLPs", choices=("tanh", "relu"))
+    log_std_init: float = hp(0.0, "initial log std of Gaussian actions")
+    ortho_init: bool = hp(True, "orthogonal init (openai baselines); off: torch's default")
+
+
+def make_actor_critic_policy(config: ActorCriticConfig, observation_space, action_space):
+    """The actor-critic a config describes (also what `derl.load` rebuilds)."""
+    from derl.models import make_model
+    from derl.policies import ActorCriticPolicy
+
+    model = make_model(
+        observation_space,
+        action_space,
+        layer_sizes(config.hidden),
+        config.activation,
+        config.log_std_init,
+        config.ortho_init,
+    )
+    return ActorCriticPolicy(model, action_space)
 
 
 @dataclass(frozen=True)
 class OffPolicyConfig(Config):
-    """Options of the algorithms that learn from a replay buffer."""
+    """Options of the algorithms that learn from a replay buffer (DQN, Rainbow, SAC, TD3).
+
+    Declared once here; an algorithm's config changes only their defaults.
+    """
 
     buffer_device: str = hp(
         "cpu",
         "where the replay buffer lives: cpu, cuda[:N], or auto (the training GPU when the "
         "buffer takes at most half of its free memory): on the GPU, batches need no copy",
+        device=True,
+    )
+    buffer_size: int = hp(1_000_000, "replay capacity in transitions", at_least=1)
+    batch_size: int = hp(256, "transitions per update", at_least=1)
+    learning_starts: int = hp(
+        5_000,
+        "env steps of experience (random actions for SAC and TD3) before the first update",
+        at_least=0,
+    )
+    train_freq: int = hp(1, "env steps per env between rounds of updates", at_least=1)
+    gradient_steps: int = hp(1, "updates per round", at_least=1)
+    nstep: int = hp(1, "n-step returns (1: the papers' one-step target)", at_least=1)
+    lr: float = hp(
+        3e-4, "Adam learning rate (of the actor and temperature for SAC and TD3)", above=0
+    )
+    tau: float = hp(
+        0.005,
+        "target networks move this far towards the online ones (1: a copy)",
+        above=0,
+        at_most=1,
+    )
+    hidden: str = hp("256,256", "hidden layer sizes of the actor and the critics", sizes=True)
+    save_buffer: bool = hp(
+        True, "checkpoints hold the replay buffer, so a resumed run continues exactly"
     )
 
-    def validate(self) -> None:
-        super().validate()
-        self.check(
-            self.buffer_device == "auto" or self.buffer_device.split(":")[0] in ("cpu", "cuda"),
-            f"--buffer-device must be auto, cpu or cuda[:N], got {self.buffer_device!r}",
-        )
+    def relations(self) -> list[tuple[bool, str]]:
+        return [(self.batch_size <= self.buffer_size, "--batch-size must be <= --buffer-size")]
 
 
 def make_replay_runner(config, env, policy, device, logger=None, alpha=0.0, beta=0.4):
@@ -128,6 +252,8 @@ def build_config(config_cls: type, presets: dict[str, dict], family: str, **over
         raise UsageError(
             f"unknown hyperparameter(s) for {config_cls.__name__}: {', '.join(unknown)}"
         )
-    config = config_cls(**{**presets[family], **overrides})
+    # A family without a preset (e.g. atari for SAC) gets the config's defaults; the factory
+    # then refuses an action space it cannot handle, with a line that names the alternatives.
+    config = config_cls(**{**presets.get(family, {}), **overrides})
     config.validate()
     return config

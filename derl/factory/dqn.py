@@ -16,63 +16,60 @@ from derl.policies import EpsilonGreedyPolicy
 
 @dataclass(frozen=True)
 class DQNConfig(OffPolicyConfig):
-    buffer_size: int = hp(1_000_000, "replay capacity in transitions (Atari frames stored once)")
-    batch_size: int = hp(32, "transitions per update")
-    learning_starts: int = hp(80_000, "env steps of experience before the first update")
-    train_freq: int = hp(4, "env steps per env between rounds of updates")
-    gradient_steps: int = hp(1, "updates per round")
-    target_update_period: int = hp(8000, "env steps between target network updates")
-    tau: float = hp(1.0, "target update: 1 copies, < 1 moves the target this far (soft)")
-    lr: float = hp(1e-4, "Adam learning rate")
-    optimizer_eps: float = hp(1.5e-4, "Adam epsilon")
-    max_grad_norm: float = hp(10.0, "clip the global gradient norm to this value")
-    initial_eps: float = hp(1.0, "epsilon-greedy: epsilon at the start")
-    final_eps: float = hp(0.01, "epsilon-greedy: epsilon after exploration_steps")
-    exploration_steps: int = hp(250_000, "env steps over which epsilon falls")
+    # The replay fields (declared in OffPolicyConfig) with DQN's defaults:
+    buffer_size: int = 1_000_000  # Atari frames are stored once, not once per stack
+    batch_size: int = 32
+    learning_starts: int = 80_000
+    train_freq: int = 4
+    nstep: int = 3
+    lr: float = 1e-4
+    tau: float = 1.0
+    save_buffer: bool = False  # about 7 GB for 1M Atari steps
+
+    hidden: int = hp(
+        0, "width of the hidden layers (0: 512 for images, 256 for vectors)", at_least=0
+    )
+    target_update_period: int = hp(8000, "env steps between target network updates", at_least=1)
+    optimizer_eps: float = hp(1.5e-4, "Adam epsilon", above=0)
+    max_grad_norm: float = hp(10.0, "clip the global gradient norm to this value", above=0)
+    initial_eps: float = hp(1.0, "epsilon-greedy: epsilon at the start", at_least=0, at_most=1)
+    final_eps: float = hp(
+        0.01, "epsilon-greedy: epsilon after exploration_steps", at_least=0, at_most=1
+    )
+    exploration_steps: int = hp(250_000, "env steps over which epsilon falls", at_least=0)
     double: bool = hp(True, "double Q-learning: the online net picks the next action")
     dueling: bool = hp(True, "dueling value and advantage streams")
-    nstep: int = hp(3, "n-step returns")
     prioritized: bool = hp(True, "prioritized replay")
-    per_alpha: float = hp(0.5, "prioritized replay: priority exponent")
-    per_beta: float = hp(0.4, "prioritized replay: initial importance exponent (annealed to 1)")
+    per_alpha: float = hp(0.5, "prioritized replay: priority exponent", at_least=0)
+    per_beta: float = hp(
+        0.4,
+        "prioritized replay: initial importance exponent (annealed to 1)",
+        at_least=0,
+        at_most=1,
+    )
     noisy: bool = hp(False, "noisy nets (factorised Gaussian) instead of epsilon-greedy")
-    noisy_sigma0: float = hp(0.5, "noisy nets: initial noise scale")
-    atoms: int = hp(1, "distributional C51 with this many atoms (1: plain Q-learning)")
+    noisy_sigma0: float = hp(0.5, "noisy nets: initial noise scale", at_least=0)
+    atoms: int = hp(1, "distributional C51 with this many atoms (1: plain Q-learning)", at_least=1)
     v_min: float = hp(-10.0, "C51: smallest return of the support")
     v_max: float = hp(10.0, "C51: largest return of the support")
-    hidden: int = hp(0, "width of the hidden layers (0: 512 for images, 256 for vectors)")
-    save_buffer: bool = hp(
-        False,
-        "checkpoints hold the replay buffer, so a resumed run "
-        "continues with the same data (about 7 GB for 1M Atari steps)",
-    )
 
-    def validate(self) -> None:
-        super().validate()
-        self.check_at_least_one(
-            "buffer_size",
-            "batch_size",
-            "train_freq",
-            "gradient_steps",
-            "nstep",
-            "target_update_period",
-        )
-        self.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        self.check(0 < self.tau <= 1, f"--tau must be in (0, 1], got {self.tau}")
-        self.check(
-            0 <= self.final_eps <= 1 and 0 <= self.initial_eps <= 1,
-            "--initial-eps and --final-eps must be in [0, 1]",
-        )
-        self.check(
-            self.atoms == 1 or (self.atoms >= 2 and self.v_min < self.v_max),
-            "--atoms must be 1 (no C51) or >= 2 with --v-min < --v-max",
-        )
-        self.check(self.batch_size <= self.buffer_size, "--batch-size must be <= --buffer-size")
+    def relations(self) -> list[tuple[bool, str]]:
+        c51 = self.atoms == 1 or (self.atoms >= 2 and self.v_min < self.v_max)
+        return [
+            *super().relations(),
+            (c51, "--atoms must be 1 (no C51) or >= 2 with --v-min < --v-max"),
+        ]
 
 
 @dataclass(frozen=True)
 class RainbowConfig(DQNConfig):
-    """DQN with all six Rainbow parts on by default."""
+    """DQN with all six Rainbow parts on by default (Hessel et al. 2018): noisy nets instead of
+    epsilon-greedy, C51 with 51 atoms, dueling, 3-step, prioritized, double."""
+
+    noisy: bool = True
+    atoms: int = 51
+    initial_eps: float = 0.0
+    final_eps: float = 0.0
 
 
 _COMMON = dict(num_envs=1, vectorization="sync")
@@ -107,26 +104,21 @@ PRESETS = {
         eval_episodes=10,
     ),
 }
-PRESETS["mujoco"] = PRESETS["classic"]  # continuous actions: refused by make_dqn anyway
-
-RAINBOW = dict(
-    noisy=True,
-    atoms=51,
-    initial_eps=0.0,
-    final_eps=0.0,
-    dueling=True,
-    nstep=3,
-    prioritized=True,
-    double=True,
-)
 RAINBOW_PRESETS = {
     # Hessel et al. 2018, Table 1: Adam 6.25e-5 (eps 1.5e-4), v in [-10, 10], learning from
     # 80k frames on, which is 20k agent steps at frame skip 4 (derl counts agent steps).
-    "atari": {**PRESETS["atari"], **RAINBOW, "lr": 6.25e-5, "learning_starts": 20_000},
+    "atari": {**PRESETS["atari"], "lr": 6.25e-5, "learning_starts": 20_000},
     # CartPole's returns reach 100 discounted: a support that covers them.
-    "classic": {**PRESETS["classic"], **RAINBOW, "v_min": 0.0, "v_max": 200.0, "lr": 1e-3},
+    # (Rainbow's parts replace what the DQN preset switches off: double, dueling, n-step, PER.)
+    "classic": {
+        **PRESETS["classic"],
+        **dict(double=True, dueling=True, nstep=3, prioritized=True),
+        **dict(initial_eps=0.0, final_eps=0.0),
+        "v_min": 0.0,
+        "v_max": 200.0,
+        "lr": 1e-3,
+    },
 }
-RAINBOW_PRESETS["mujoco"] = RAINBOW_PRESETS["classic"]
 
 
 def check_discrete(env, name: str) -> int:
@@ -149,6 +141,7 @@ def make_dqn_policy(config: DQNConfig, observation_space, action_space) -> Epsil
         config.atoms,
         (config.v_min, config.v_max),
         config.hidden or None,
+        config.noisy_sigma0,
     )
     return EpsilonGreedyPolicy(
         q_network,

@@ -7,44 +7,33 @@ from dataclasses import dataclass
 import torch
 
 from derl.alg import Alg, PPOLoss, linear_schedule
-from derl.factory.config import Config, hp
-from derl.policies import make_actor_critic
+from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, NormalizeAdvantages, Transform
 
 
 @dataclass(frozen=True)
-class PPOConfig(Config):
-    num_runner_steps: int = hp(128, "env steps per env per rollout")
-    num_epochs: int = hp(4, "passes over each rollout")
-    num_minibatches: int = hp(4, "minibatches per epoch; must divide num_envs * num_runner_steps")
-    gae_lambda: float = hp(0.95, "GAE lambda")
-    clip_range: float = hp(0.1, "PPO ratio clip (also clips the value loss when clip_value_loss)")
+class PPOConfig(ActorCriticConfig):
+    # The actor-critic fields (ActorCriticConfig) keep their defaults: CleanRL's Atari PPO.
+    num_epochs: int = hp(4, "passes over each rollout", at_least=1)
+    num_minibatches: int = hp(
+        4, "minibatches per epoch; must divide num_envs * num_runner_steps", at_least=1
+    )
+    clip_range: float = hp(
+        0.1, "PPO ratio clip (also clips the value loss when clip_value_loss)", above=0
+    )
     clip_value_loss: bool = hp(True, "clip the value loss around the old values (baselines ppo2)")
-    value_loss_coef: float = hp(0.5, "value loss weight")
-    entropy_coef: float = hp(0.01, "entropy bonus weight")
-    normalize_advantages: bool = hp(True, "normalise advantages within each minibatch")
-    lr: float = hp(2.5e-4, "Adam learning rate")
-    anneal_lr: bool = hp(True, "anneal the learning rate linearly to 0 over training")
     anneal_clip_range: bool = hp(False, "anneal the clip range linearly to 0 over training")
-    optimizer_eps: float = hp(1e-5, "Adam epsilon")
-    max_grad_norm: float = hp(0.5, "clip the global gradient norm to this value")
 
-    def validate(self) -> None:
-        super().validate()
+    def relations(self) -> list[tuple[bool, str]]:
         batch = self.num_envs * self.num_runner_steps
-        for name in ("num_runner_steps", "num_epochs", "num_minibatches"):
-            self.check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1")
-        self.check(
-            batch % self.num_minibatches == 0,
-            f"--num-minibatches {self.num_minibatches} does not divide the batch of "
-            f"{batch} (num_envs * num_runner_steps)",
-        )
-        self.check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        self.check(self.clip_range > 0, f"--clip-range must be > 0, got {self.clip_range}")
-        self.check(
-            0 <= self.gae_lambda <= 1, f"--gae-lambda must be in [0, 1], got {self.gae_lambda}"
-        )
-        self.check(self.max_grad_norm > 0, f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
+        divides = batch % self.num_minibatches == 0
+        return [
+            (
+                divides,
+                f"--num-minibatches {self.num_minibatches} does not divide the batch of "
+                f"{batch} (num_envs * num_runner_steps)",
+            )
+        ]
 
 
 PRESETS = {
@@ -85,7 +74,9 @@ PRESETS = {
 
 def make_ppo(config: PPOConfig, env, device: torch.device, logger=None) -> Alg:
     """PPO as a recipe: policy -> runner -> GAE -> minibatches -> loss -> Alg."""
-    policy = make_actor_critic(env, device)
+    policy = make_actor_critic_policy(
+        config, env.single_observation_space, env.single_action_space
+    ).to(device)
     runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
     runner = Transform(runner, [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()])
     runner = Minibatches(runner, config.num_epochs, config.num_minibatches)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from derl.returns import gae
@@ -9,7 +11,8 @@ from derl.types import Batch, Rollout
 
 
 class GAE:
-    """Adds `advantages` and `value_targets` (= advantages + values) to a rollout."""
+    """A rollout with `advantages` and `value_targets` (= advantages + values) added: a new
+    rollout, the one it was given is left as it was."""
 
     def __init__(self, policy, gamma: float = 0.99, lam: float = 0.95):
         self.policy, self.gamma, self.lam = policy, gamma, lam
@@ -20,7 +23,7 @@ class GAE:
         if len(rollout.final_index):
             t, i = rollout.final_index.unbind(1)
             final_values[t, i] = self.policy.value(rollout.final_obs)
-        steps.advantages = gae(
+        advantages = gae(
             steps.rewards,
             steps.values,
             self.policy.value(rollout.last_obs),
@@ -30,15 +33,15 @@ class GAE:
             self.gamma,
             self.lam,
         )
-        steps.value_targets = steps.advantages + steps.values
-        return rollout
+        steps = steps.replace(advantages=advantages, value_targets=advantages + steps.values)
+        return dataclasses.replace(rollout, steps=steps)
 
 
 class MergeTimeBatch:
     """[T, N, ...] rollout steps -> one [T * N, ...] batch."""
 
     def __call__(self, rollout: Rollout) -> Batch:
-        return Batch(**{k: v.flatten(0, 1) for k, v in vars(rollout.steps).items()})
+        return rollout.steps.map(lambda v: v.flatten(0, 1))
 
 
 class NormalizeAdvantages:
@@ -49,4 +52,4 @@ class NormalizeAdvantages:
 
     def __call__(self, batch: Batch) -> Batch:
         adv = batch.advantages
-        return Batch(**{**vars(batch), "advantages": (adv - adv.mean()) / (adv.std() + self.eps)})
+        return batch.replace(advantages=(adv - adv.mean()) / (adv.std() + self.eps))
