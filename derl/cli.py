@@ -10,7 +10,7 @@ import typing
 
 from derl.env.families import family
 from derl.errors import UsageError
-from derl.factory import ALGS, get_alg, make_config
+from derl.factory import ALGS, get_alg, make_config, preset_values
 from derl.factory.config import metadata
 
 
@@ -30,15 +30,16 @@ def integer(text: str) -> int:
 
 
 def add_field(
-    parser: argparse.ArgumentParser, field: dataclasses.Field, type_, default, help_text
+    parser: argparse.ArgumentParser, field: dataclasses.Field, type_, default, help_text, source
 ) -> None:
     flag = "--" + field.name.replace("_", "-")
+    origin = f"; from the {source}" if source else ""
     if type_ is bool:
         parser.add_argument(
             flag,
             action=argparse.BooleanOptionalAction,
             default=default,
-            help=f"{help_text} (default: {'on' if default else 'off'})",
+            help=f"{help_text} (default: {'on' if default else 'off'}{origin})",
         )
         return
     converter = {int: integer, float: float}.get(type_, str)
@@ -47,34 +48,49 @@ def add_field(
         type=converter,
         default=default,
         metavar=field.name.upper(),
-        help=f"{help_text} (default: %(default)s)",
+        help=f"{help_text} (default: %(default)s{origin})",
     )
 
 
-def find_env_id(argv: list[str]) -> str | None:
+def find_flag(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in argv, before any parsing."""
     for i, arg in enumerate(argv):
-        if arg == "--env-id" and i + 1 < len(argv):
+        if arg == name and i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith("--env-id="):
+        if arg.startswith(name + "="):
             return arg.split("=", 1)[1]
     return None
 
 
-def alg_parser(alg: str, env_id: str | None) -> Parser:
+def alg_parser(alg: str, env_id: str | None, config_file: str | None = None) -> Parser:
+    """The flags of `alg`, with the defaults the presets give `env_id`, each saying its layer."""
     spec = get_alg(alg)
     fam = family(env_id) if env_id else "classic"
-    preset = spec.presets.get(fam, {})
+    if env_id:
+        preset, sources = preset_values(alg, env_id, config_file)
+        preset = {**preset, "env_id": env_id}
+    else:
+        preset = spec.presets.get(fam, {})
+        sources = dict.fromkeys(preset, "classic preset")
     parser = Parser(
         prog=f"derl {alg}",
-        description=f"{spec.summary}. Defaults shown are the "
-        f"{fam} preset" + ("" if env_id else " (pass --env-id to see its preset)") + ".",
+        description=f"{spec.summary}. Defaults: the {fam} family preset, then the env's own "
+        "preset, then --config FILE; each default says which one set it"
+        + ("" if env_id else " (pass --env-id to see an env's presets)")
+        + ".",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a YAML or TOML file of hyperparameter: value, over the presets, under the flags",
     )
     hints = typing.get_type_hints(spec.config_cls)
     for field in dataclasses.fields(spec.config_cls):
         type_ = hints[field.name]
         type_ = next((t for t in typing.get_args(type_) if t is not type(None)), type_)
         help_text = metadata(spec.config_cls, field.name).get("help", "")
-        add_field(parser, field, type_, preset.get(field.name, field.default), help_text)
+        default = preset.get(field.name, field.default)
+        add_field(parser, field, type_, default, help_text, sources.get(field.name, ""))
     return parser
 
 
@@ -217,8 +233,8 @@ def run(argv: list[str]) -> int:
     if alg in commands:
         return commands[alg](rest)
     get_alg(alg)
-    env_id = find_env_id(rest)
-    parser = alg_parser(alg, env_id)
+    env_id, config_file = find_flag(rest, "--env-id"), find_flag(rest, "--config")
+    parser = alg_parser(alg, env_id, config_file)
     if "-h" in rest or "--help" in rest:
         parser.print_help()
         return 0
@@ -227,7 +243,8 @@ def run(argv: list[str]) -> int:
     args, unknown = parser.parse_known_args(rest)
     if unknown:
         explain_unknown(alg, unknown)
-    config = make_config(alg, **vars(args))
+    values = vars(args)
+    config = make_config(alg, config_file=values.pop("config"), **values)
 
     from derl.train import train  # imported late: `derl -h` and bad input stay fast
 

@@ -78,12 +78,13 @@ def test_a2c_runs(tmp_path):
     assert "train/explained_variance" in scalars(tmp_path / "a")
 
 
-def test_help_shows_the_family_preset(capsys):
+def test_help_shows_the_presets_and_where_each_default_comes_from(capsys):
     assert main(["ppo", "--env-id", "HalfCheetah-v5", "-h"]) == 0
-    text = capsys.readouterr().out
-    assert "mujoco preset" in text and "2048" in text
+    text = "".join(capsys.readouterr().out.split())
+    assert "mujocofamilypreset" in text and "(default:512;fromtheHalfCheetah-v5preset" in text
     assert main(["ppo", "--env-id", "BreakoutNoFrameskip-v4", "-h"]) == 0
-    assert "atari preset" in capsys.readouterr().out
+    text = "".join(capsys.readouterr().out.split())
+    assert "atarifamilypreset" in text and "(default:BreakoutNoFrameskip-v4)" in text
 
 
 BAD = [

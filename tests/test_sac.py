@@ -36,7 +36,7 @@ def single_thread(one_thread):
 def config(**overrides) -> SACConfig:
     small = dict(hidden="32,32", batch_size=16, learning_starts=50, num_train_steps=200)
     kw = {"env_id": "Pendulum-v1", "device": "cpu", **small, **overrides}
-    return build_config(SACConfig, PRESETS, "classic", **kw)
+    return build_config(SACConfig, PRESETS["classic"], **kw)
 
 
 def make(cfg: SACConfig | None = None):
@@ -254,8 +254,7 @@ def test_sac_solves_pendulum(tmp_path):
     """The classic preset: mean deterministic return >= -250 (random: ~-1200) within 15k steps."""
     cfg = build_config(
         SACConfig,
-        PRESETS,
-        "classic",
+        PRESETS["classic"],
         env_id="Pendulum-v1",
         seed=0,
         device="cpu",

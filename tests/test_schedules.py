@@ -15,7 +15,7 @@ def run_and_record(alg_name, **kw):
 
 @pytest.mark.parametrize("alg_name", ["ppo", "a2c"])
 def test_first_update_uses_the_initial_lr_and_the_last_one_is_above_zero(alg_name):
-    config, records = run_and_record(alg_name, num_train_steps=2048)
+    config, records = run_and_record(alg_name, num_train_steps=2048, anneal_lr=True)
     assert records[0]["lr"] == config.lr
     assert 0 < records[-1]["lr"] < config.lr
 

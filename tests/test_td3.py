@@ -11,7 +11,9 @@ import derl
 import derl.env
 from derl.errors import UsageError
 from derl.evaluate import evaluate
-from derl.factory import ALGS
+from derl.factory import ALGS, TD3Config
+from derl.factory.config import build_config
+from derl.factory.td3 import PRESETS
 from derl.policies import TD3Policy
 from derl.train import resume
 
@@ -85,7 +87,15 @@ def test_bad_values_are_usage_errors(bad, message):
 
 def test_td3_solves_pendulum(tmp_path):
     """The classic preset: mean deterministic return >= -250 (random play: ~-1200)."""
-    cfg = derl.make_config("td3", "Pendulum-v1", seed=0, device="cpu", logdir=str(tmp_path / "run"))
+    # derl's classic preset (quick here); `derl td3 --env-id Pendulum-v1` gets rl-zoo's env preset.
+    cfg = build_config(
+        TD3Config,
+        PRESETS["classic"],
+        env_id="Pendulum-v1",
+        seed=0,
+        device="cpu",
+        logdir=str(tmp_path / "run"),
+    )
     result = derl.train(cfg, progress=False)
     returns = evaluate(result.agent, num_episodes=5)
     assert returns.mean() >= -250, returns

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from derl.env.families import family
 from derl.errors import UsageError
-from derl.factory import a2c, dqn, ppo, sac, td3
+from derl.factory import a2c, dqn, ppo, presets, sac, td3
 from derl.factory.a2c import A2CConfig, make_a2c
 from derl.factory.config import FAMILIES, Config, build_config, hp, make_actor_critic_policy
 from derl.factory.dqn import DQNConfig, RainbowConfig, make_dqn, make_dqn_policy
@@ -62,10 +62,24 @@ def spec_of(config: Config) -> AlgSpec:
     return next(spec for spec in ALGS.values() if type(config) is spec.config_cls)
 
 
-def make_config(alg: str, env_id: str, **overrides) -> Config:
-    """The config of `alg` for `env_id`: its family's preset with `overrides` on top."""
+def preset_values(
+    alg: str, env_id: str, config_file: str | None = None
+) -> tuple[dict, dict[str, str]]:
+    """The values the layers under the flags give `alg` on `env_id` (family preset, env preset,
+    config file), and for each the layer it came from."""
     spec = get_alg(alg)
-    return build_config(spec.config_cls, spec.presets, family(env_id), env_id=env_id, **overrides)
+    layered = presets.layers(
+        alg, spec.config_cls, spec.presets, family(env_id), env_id, config_file
+    )
+    for source, values in layered:
+        presets.check_keys(spec.config_cls, values, source)
+    return presets.resolve(layered)
+
+
+def make_config(alg: str, env_id: str, config_file: str | None = None, **overrides) -> Config:
+    """The config of `alg` for `env_id`: family preset <- env preset <- config file <- overrides."""
+    values, _ = preset_values(alg, env_id, config_file)
+    return build_config(get_alg(alg).config_cls, values, env_id=env_id, **overrides)
 
 
 __all__ = [

@@ -244,16 +244,15 @@ def make_replay_runner(config, env, policy, device, logger=None, alpha=0.0, beta
     )
 
 
-def build_config(config_cls: type, presets: dict[str, dict], family: str, **overrides) -> Config:
-    """The family's preset with `overrides` on top; unknown keys and bad values are UsageErrors."""
+def build_config(config_cls: type, values: dict, **overrides) -> Config:
+    """`values` (resolved presets) with `overrides` on top, validated; unknown keys and bad
+    values are UsageErrors."""
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise UsageError(
             f"unknown hyperparameter(s) for {config_cls.__name__}: {', '.join(unknown)}"
         )
-    # A family without a preset (e.g. atari for SAC) gets the config's defaults; the factory
-    # then refuses an action space it cannot handle, with a line that names the alternatives.
-    config = config_cls(**{**presets.get(family, {}), **overrides})
+    config = config_cls(**{**values, **overrides})
     config.validate()
     return config

@@ -1,0 +1,106 @@
+"""Where a config's values come from, in layers, each over the one before:
+
+    config defaults <- family preset <- env preset <- --config FILE <- flags
+
+The family presets (atari, mujoco, classic) live beside each algorithm's config in
+`derl/factory/<alg>.py`; the env presets, keyed by algorithm and env id as in rl-baselines3-zoo,
+in `derl/factory/presets.toml`, each table naming its source. A config file is a flat YAML or
+TOML mapping of hyperparameter names (as in config.json) to values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+from derl.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ENV_PRESETS = Path(__file__).with_name("presets.toml")
+
+
+@functools.cache
+def env_presets() -> dict[str, dict[str, dict]]:
+    """{alg: {env id: {hyperparameter: value, "source": text}}} from presets.toml."""
+    with open(ENV_PRESETS, "rb") as f:
+        return tomllib.load(f)
+
+
+def env_preset(alg: str, env_id: str) -> tuple[dict, str | None]:
+    """(values, source) of the env preset of `alg` on `env_id`; ({}, None) when there is none."""
+    table = env_presets().get(alg, {}).get(env_id.split(":")[-1])
+    if table is None:
+        return {}, None
+    values = {k: v for k, v in table.items() if k != "source"}
+    return values, table.get("source", "env preset")
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A flat mapping from a .yaml/.yml or .toml file; anything else is a one-line UsageError."""
+    path = Path(path)
+    if path.suffix not in (".yaml", ".yml", ".toml"):
+        raise UsageError(f"--config {path}: use a .yaml, .yml or .toml file")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # each parser has its own error class; all mean "not valid"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"--config {path} is not valid {path.suffix[1:].upper()}: {first}"
+        ) from None
+    data = {} if data is None else data
+    if not isinstance(data, dict) or any(isinstance(v, dict) for v in data.values()):
+        raise UsageError(f"--config {path} must be a flat mapping of hyperparameter: value")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def check_keys(config_cls: type, values: dict, where: str) -> None:
+    """Unknown hyperparameter names in `values` are a one-line UsageError naming `where`."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        alg = config_cls.__name__.removesuffix("Config").lower()
+        raise UsageError(
+            f"{where}: unknown hyperparameter(s) for {alg}: {', '.join(unknown)}; "
+            f"see `derl {alg} -h`"
+        )
+
+
+def layers(
+    alg: str, config_cls: type, family_presets: dict, family: str, env_id: str, config_file=None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(source, values) of every layer under the flags, lowest first."""
+    found = [(f"{family} preset", family_presets.get(family, {}))]
+    values, source = env_preset(alg, env_id)
+    if source is not None:
+        found.append((f"{env_id} preset ({source})", values))
+    if config_file is not None:
+        from_file = read_config_file(config_file)
+        check_keys(config_cls, from_file, f"--config {config_file}")
+        found.append((f"--config {config_file}", from_file))
+    return found
+
+
+def resolve(layered: list[tuple[str, dict]]) -> tuple[dict, dict[str, str]]:
+    """The values of stacked layers, and for each the layer it came from."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, layer in layered:
+        values.update(layer)
+        sources.update(dict.fromkeys(layer, source))
+    return values, sources

@@ -1,0 +1,81 @@
+"""Per-env presets over family presets, --config files over both, flags over everything."""
+
+import dataclasses
+
+import pytest
+
+import derl
+from derl.cli import main
+from derl.errors import UsageError
+from derl.factory import ALGS, get_alg
+from derl.factory.presets import env_presets
+
+
+def all_env_presets():
+    return [(alg, env_id) for alg, table in env_presets().items() for env_id in table]
+
+
+@pytest.mark.parametrize("alg, env_id", all_env_presets())
+def test_every_env_preset_names_its_source_and_builds_a_valid_config(alg, env_id):
+    table = env_presets()[alg][env_id]
+    assert table.get("source"), (alg, env_id)
+    fields = {f.name for f in dataclasses.fields(get_alg(alg).config_cls)}
+    assert set(table) - {"source"} <= fields, set(table) - fields
+    config = derl.make_config(alg, env_id)  # validates every value and relation
+    for key, value in table.items():
+        if key != "source":
+            assert getattr(config, key) == value, key
+
+
+def test_presets_cover_the_algorithms():
+    assert set(env_presets()) <= set(ALGS)
+
+
+def test_layers_stack_family_env_file_flags(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("num_envs: 3\nlr: 0.002\n")
+    config = derl.make_config("ppo", "Acrobot-v1", config_file=str(path), lr=0.005)
+    assert config.num_envs == 3  # the file is over the presets
+    assert config.lr == 0.005  # the flags are over the file
+    toml = tmp_path / "mine.toml"
+    toml.write_text("num-envs = 5\n")
+    assert derl.make_config("ppo", "Acrobot-v1", config_file=str(toml)).num_envs == 5
+
+
+def test_help_says_where_each_default_comes_from(capsys, tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("num_epochs = 7\n")
+    assert main(["ppo", "--env-id", "CartPole-v1", "--config", str(path), "-h"]) == 0
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, also at hyphens
+    assert f"(default:7;fromthe--config{path})" in text
+    assert "fromtheCartPole-v1preset(rl-baselines3-zoo" in text
+
+
+@pytest.mark.parametrize(
+    "content, suffix, message",
+    [
+        (
+            "num_envs: 3\nno_such_thing: 1\n",
+            ".yaml",
+            "unknown hyperparameter(s) for ppo: no_such_thing",
+        ),
+        ("num_envs = [\n", ".toml", "is not valid TOML"),
+        ("- 1\n- 2\n", ".yml", "must be a flat mapping"),
+        ("num_envs: 3\n", ".json", "use a .yaml, .yml or .toml file"),
+        ("lr: -1\n", ".yaml", "--lr must be > 0"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_and_exit_2(content, suffix, message, tmp_path, capsys):
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(content)
+    logdir = tmp_path / "never"
+    argv = ["ppo", "--env-id", "CartPole-v1", "--config", str(path), "--logdir", str(logdir)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert not logdir.exists()
+
+
+def test_a_missing_config_file_is_one_line(tmp_path):
+    with pytest.raises(UsageError, match="cannot read it"):
+        derl.make_config("ppo", "CartPole-v1", config_file=str(tmp_path / "nope.yaml"))
