@@ -74,8 +74,9 @@ def load(path: str | os.PathLike, device: str = "cpu") -> Agent:
     from derl.factory import get_alg
     from derl.train import config_from_dict  # train imports this module's neighbours
 
-    state = checkpoint.load(resolve_checkpoint(path))
-    config = config_from_dict({"alg": state["alg"], **state["config"]})
+    path = resolve_checkpoint(path)
+    state = checkpoint.load(path)
+    config = config_from_dict({"alg": state["alg"], **state["config"]}, str(path))
     env = derl.env.make(config.env_id, 1, seed=0, normalize=False)
     obs_space, act_space = env.single_observation_space, env.single_action_space
     env.close()

@@ -13,16 +13,23 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from derl.errors import UsageError
+from derl.errors import UsageError, WriteError
 
+FORMAT = 1  # of the checkpoints this derl writes; it reads this one and older ones
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"step-(\d+)\.pt$")
+_ZIP = b"PK\x03\x04"  # torch.save writes a zip archive
+
+
+class NewerFormat(UsageError):
+    """A checkpoint written by a newer derl: never replaced by one from an older checkpoint."""
 
 
 def to_plain(obj: Any) -> Any:
@@ -48,34 +55,95 @@ def from_plain(obj: Any) -> Any:
     return obj
 
 
+class _Remembering:
+    """The file torch.save writes to, remembering why a write failed: torch reports a disk that
+    filled up mid-checkpoint as a RuntimeError about zip offsets, without the OSError."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def save(state: dict, path: str | os.PathLike) -> Path:
-    """Write `state` to `path` atomically: temporary file, fsync, rename, fsync of the directory."""
+    """Write `state` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+
+    A write that fails (disk full, permission denied) is a WriteError; it leaves no temporary
+    file, and the file at `path`, if there was one, as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    plain = to_plain(state)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
         with os.fdopen(fd, "wb") as f:
-            torch.save(to_plain(state), f)
+            out = _Remembering(f)
+            try:
+                torch.save(plain, out)
+            except RuntimeError:
+                if out.error is None:
+                    raise
+                raise out.error from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
-        os.close(dir_fd)
+        if tmp is not None:  # any failure, Ctrl-C included
+            Path(tmp).unlink(missing_ok=True)
     return path
 
 
-def load(path: str | os.PathLike) -> dict:
-    """Read a checkpoint; a missing, truncated, corrupt or unsafe file is a one-line UsageError."""
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path`, with its suffix, that replaces `path` when the block ends
+    well: a write that fails (disk full, no permission) leaves no temporary file and the file
+    that was at `path` as it was. Failures are one-line UsageErrors (for videos and plots)."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch()  # a directory that takes no file fails here, before a writer opens it
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: str | os.PathLike) -> dict:
+    """Read a checkpoint; a missing, truncated, corrupt, unsafe or newer file is a one-line
+    UsageError."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(_ZIP))
     except FileNotFoundError:
         raise UsageError(f"no checkpoint at {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a checkpoint file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if magic != _ZIP:  # a text file, an image, an empty file: torch's error would be misleading
+        raise UsageError(f"{path} is not a derl checkpoint (not a file torch.save wrote)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"refusing to load {path}: not plain data ({first[:200]})") from None
@@ -84,8 +152,20 @@ def load(path: str | os.PathLike) -> dict:
             f"checkpoint {path} is truncated or corrupt "
             f"({type(exc).__name__}); delete it or use an earlier one"
         ) from None
-    if not isinstance(state, dict) or "format" not in state:
+    keys = {"format", "alg", "config", "state"}
+    if not (
+        isinstance(state, dict)
+        and keys <= state.keys()
+        and type(state["format"]) is int
+        and isinstance(state["config"], dict)
+        and isinstance(state["state"], dict)
+    ):
         raise UsageError(f"{path} is not a derl checkpoint")
+    if state["format"] > FORMAT:
+        raise NewerFormat(
+            f"{path} was written by a newer derl (checkpoint format {state['format']}; this one "
+            f"reads up to {FORMAT}); upgrade derl to load it"
+        )
     return from_plain(state)
 
 

@@ -7,9 +7,10 @@ import dataclasses
 import os
 import sys
 import typing
+from pathlib import Path
 
 from derl.env.families import family
-from derl.errors import UsageError
+from derl.errors import DerlError, UsageError
 from derl.factory import ALGS, get_alg, make_config, preset_values
 from derl.factory.config import metadata
 
@@ -138,6 +139,20 @@ def top_parser() -> Parser:
     return parser
 
 
+def check_output(flag: str, path: str, suffixes: tuple[str, ...]) -> None:
+    """An output file named on the command line, checked before any work: the suffix picks its
+    format, and its directory must exist (a typo should not create directories)."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        choices = f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
+        raise UsageError(f"{flag} {path}: the file must end in {choices}")
+    if out.is_dir():
+        raise UsageError(f"{flag} {path} is a directory")
+    if not out.parent.is_dir():
+        what = "is not a directory" if out.parent.exists() else "does not exist"
+        raise UsageError(f"{flag} {path}: {out.parent} {what}")
+
+
 def resume_command(argv: list[str]) -> int:
     parser = Parser(prog="derl resume", description=COMMANDS["resume"])
     parser.add_argument("logdir")
@@ -168,10 +183,12 @@ def eval_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         raise UsageError("--episodes must be >= 1")
-    if args.video:
-        os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
     from derl.agent import load
-    from derl.evaluate import evaluate, record_video
+    from derl.evaluate import VIDEO_SUFFIXES, evaluate, record_video
+
+    if args.video:
+        check_output("--video", args.video, VIDEO_SUFFIXES)
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
 
     agent = load(args.path, device=args.device)
     returns = evaluate(agent, args.episodes, args.seed, args.deterministic)
@@ -195,7 +212,9 @@ def eval_command(argv: list[str]) -> int:
 def plot_command(argv: list[str]) -> int:
     parser = Parser(prog="derl plot", description=COMMANDS["plot"])
     parser.add_argument("logdirs", nargs="+", help="runs, or folders holding runs")
-    parser.add_argument("--out", default="curves.png", help="PNG to write (default curves.png)")
+    parser.add_argument(
+        "--out", default="curves.png", help="PNG, PDF or SVG to write (default curves.png)"
+    )
     parser.add_argument("--tag", default="episode/return", help="scalar to plot")
     parser.add_argument(
         "--smoothing",
@@ -204,8 +223,9 @@ def plot_command(argv: list[str]) -> int:
         help="trailing mean over this many points (default 20)",
     )
     args = parser.parse_args(argv)
-    from derl.plot import plot
+    from derl.plot import PLOT_SUFFIXES, plot
 
+    check_output("--out", args.out, PLOT_SUFFIXES)
     print(f"wrote {plot(args.logdirs, args.out, args.tag, args.smoothing)}")
     return 0
 
@@ -254,9 +274,9 @@ def run(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else list(argv))
-    except UsageError as exc:
+    except DerlError as exc:  # bad input 2, non-finite values 3, a checkpoint not written 4
         print(f"derl: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
     except KeyboardInterrupt:
         print("derl: interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from derl.checkpoint import replacing
 from derl.env import family, make_single
 from derl.errors import UsageError
 
@@ -93,9 +94,9 @@ def record_video(
     env.close()
     if family(agent.config.env_id) == "atari":
         fps = 60 / 4  # one frame per agent step, four emulator frames each
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gif":
-        iio.imwrite(path, np.stack(frames), duration=1000 / fps, loop=0)
-    else:
-        iio.imwrite(path, np.stack(frames), fps=fps, macro_block_size=1)
+    with replacing(path) as tmp:  # a failed write keeps the video that was there
+        if path.suffix == ".gif":
+            iio.imwrite(tmp, np.stack(frames), duration=1000 / fps, loop=0)
+        else:
+            iio.imwrite(tmp, np.stack(frames), fps=fps, macro_block_size=1)
     return episode_return

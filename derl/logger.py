@@ -76,9 +76,10 @@ class Logger:
         for key, value in metrics.items():
             self.pending[key].append(value.detach() if isinstance(value, torch.Tensor) else value)
 
-    def flush(self) -> None:
+    def flush(self) -> dict[str, float]:
+        """Writes the means of the pending metrics and returns them ({} when none are pending)."""
         if not self.pending:
-            return
+            return {}
         means = {k: _mean(v) for k, v in self.pending.items()}
         for key, value in means.items():
             self.scalar(f"train/{key}", value, self.step)
@@ -93,6 +94,7 @@ class Logger:
         if self.recent_returns:
             postfix["return"] = f"{self.mean_return():.1f}"
         self.bar.set_postfix(postfix, refresh=False)
+        return means
 
     def state_dict(self) -> dict:
         return {"recent_returns": list(self.recent_returns)}

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from derl.checkpoint import replacing
 from derl.errors import UsageError
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 # Keys that differ between runs without making them different experiments.
 _NOT_AN_EXPERIMENT = {
@@ -38,11 +41,28 @@ def find_runs(paths: list[str | os.PathLike]) -> list[Path]:
     return runs
 
 
+def read_config(run: Path) -> dict:
+    """A run's config.json: what `plot` needs of it (alg and env_id) or a one-line UsageError."""
+    path = run / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not JSON, not UTF-8
+        raise UsageError(f"{path} is damaged: {exc}") from None
+    if not (isinstance(config, dict) and {"alg", "env_id"} <= config.keys()):
+        raise UsageError(f"{path} is damaged: it names no alg or env_id")
+    return config
+
+
 def read_scalars(logdir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})  # 0: keep every point
-    acc.Reload()
+    try:  # damaged records are skipped (with a warning); an unreadable file is an error
+        acc.Reload()
+    except OSError as exc:
+        raise UsageError(f"cannot read the events in {logdir}: {exc.strerror or exc}") from None
     if tag not in acc.Tags()["scalars"]:
         return np.array([]), np.array([])
     events = acc.Scalars(tag)
@@ -92,13 +112,17 @@ def plot(
     smoothing: int = 20,
     points: int = 200,
 ) -> Path:
-    """Write a PNG of `tag` against env steps for the runs at `paths`, one panel per env."""
+    """Write a PNG (or PDF, SVG) of `tag` against env steps for the runs at `paths`, one panel
+    per env."""
+    out = Path(out)
+    if out.suffix.lower() not in PLOT_SUFFIXES:  # matplotlib would append .png to the name
+        raise UsageError(f"--out {out}: the file must end in {', '.join(PLOT_SUFFIXES)}")
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never needs a display
     import matplotlib.pyplot as plt
 
-    configs = {run: json.loads((run / "config.json").read_text()) for run in find_runs(paths)}
+    configs = {run: read_config(run) for run in find_runs(paths)}
     envs = sorted({c["env_id"] for c in configs.values()})
     fig, axes = plt.subplots(1, len(envs), figsize=(7 * len(envs), 4.5), squeeze=False)
     for ax, env_id in zip(axes[0], envs, strict=True):
@@ -110,10 +134,12 @@ def plot(
         if ax.lines:
             ax.legend(fontsize="small")
     if not any(ax.lines for ax in axes[0]):
-        raise UsageError(f"no run at {', '.join(map(str, paths))} has logged {tag!r} yet")
+        raise UsageError(
+            f"no run at {', '.join(map(str, paths))} has logged {tag!r} yet "
+            "(or its event files are damaged)"
+        )
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    with replacing(out) as tmp:  # a failed write keeps the plot that was there
+        fig.savefig(tmp, dpi=120, format=out.suffix[1:].lower())
     plt.close(fig)
     return out
