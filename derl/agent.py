@@ -71,8 +71,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 def load(path: str | os.PathLike, device: str = "cpu") -> Agent:
     """The agent saved in a checkpoint file or in a logdir's newest checkpoint."""
-    from derl.factory import get_alg
-    from derl.train import config_from_dict  # train imports this module's neighbours
+    from derl.factory import config_from_dict, get_alg
 
     path = resolve_checkpoint(path)
     state = checkpoint.load(path)
@@ -87,6 +86,6 @@ def load(path: str | os.PathLike, device: str = "cpu") -> Agent:
 
 def save(alg, config, path: str | os.PathLike) -> Path:
     """Write a full checkpoint of a trained `alg` (what `derl.train` writes) to `path`."""
-    from derl.train import full_state
+    from derl.snapshot import snapshot
 
-    return checkpoint.save(full_state(alg, config), path)
+    return checkpoint.save(snapshot(alg, config), path)

@@ -19,10 +19,12 @@ import torch
 
 import derl
 from derl import checkpoint, guard
-from derl.alg.dqn import EpsilonGreedyPolicy, make_q_network
+from derl.models import make_q_network
+from derl.policies import EpsilonGreedyPolicy
 from derl.cli import main
 from derl.errors import NonFinite, UsageError, WriteError
-from derl.train import Lifecycle, resume
+from derl.lifecycle import Lifecycle
+from derl.train import resume
 
 
 def config(logdir, **kw):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from derl.env.families import family
 from derl.errors import UsageError
@@ -82,6 +85,38 @@ def make_config(alg: str, env_id: str, config_file: str | None = None, **overrid
     return build_config(get_alg(alg).config_cls, values, env_id=env_id, **overrides)
 
 
+def config_from_dict(data: dict, source: str = "the config") -> Config:
+    """The config saved in config.json or a checkpoint (extra keys such as `alg` are ignored).
+
+    A damaged one (no or an unknown algorithm, values of the wrong type) is a UsageError
+    naming `source`.
+    """
+    if not isinstance(data, dict) or "alg" not in data:
+        raise UsageError(f'{source} names no algorithm (no "alg" key); it is not a derl config')
+    try:
+        cls = get_alg(data["alg"]).config_cls
+        values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        if data["alg"] in ("sac", "td3") and isinstance(values.get("hidden"), int):
+            values["hidden"] = f"{values['hidden']},{values['hidden']}"  # 0.2: 1 width, 2 layers
+        config = cls(**values)
+        config.validate()
+    except (TypeError, ValueError) as exc:  # UsageError is a ValueError
+        raise UsageError(f"{source} is damaged: {exc}") from None
+    return config
+
+
+def read_config(logdir: Path) -> Config:
+    """The config.json of a run."""
+    path = logdir / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not JSON, not UTF-8
+        raise UsageError(f"{path} is damaged: {exc}") from None
+    return config_from_dict(data, str(path))
+
+
 __all__ = [
     "SACConfig",
     "make_sac",
@@ -97,6 +132,8 @@ __all__ = [
     "PPOConfig",
     "A2CConfig",
     "make_config",
+    "config_from_dict",
+    "read_config",
     "make_ppo",
     "make_a2c",
     "get_alg",
