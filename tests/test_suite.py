@@ -73,6 +73,10 @@ def test_spec_resolves_to_derl_commands_with_the_logdir_convention(tmp_path):
     assert ppo.threshold == 475 and sac.threshold == -250  # the env's bar, or the spec's
     assert sac.num_train_steps == 3000 and sac.config["eval_every"] == 300
     assert [run.name for run in suite.plan(spec, only="Acrobot")] == names[2:4]
+    # --root and --csv replace the spec's (the regression guard trains into a temporary root).
+    moved = suite.load_spec(spec_path, root=str(tmp_path / "r"), csv_path=str(tmp_path / "c.csv"))
+    assert (moved.root, moved.csv) == (tmp_path / "r", tmp_path / "c.csv")
+    assert suite.plan(moved)[0].logdir == tmp_path / "r" / "CartPole-v1" / "ppo-seed0"
 
 
 @pytest.mark.parametrize(
