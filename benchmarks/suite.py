@@ -72,7 +72,6 @@ from derl.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 TOP_KEYS = ("root", "csv", "run")
-RUN_KEYS = ("alg", "envs", "seeds", "steps", "eval_every", "flags", "threshold")
 # Flags the suite sets from the spec's keys; in `flags` they would fight with them.
 MANAGED_FLAGS = {
     "--env-id": "envs",
@@ -218,17 +217,30 @@ def refuse_unknown_keys(table: dict, known: tuple[str, ...], where: str) -> None
         )
 
 
-def check_type(value, ok: Callable[[object], bool], what: str, where: str) -> None:
-    if not ok(value):
-        raise UsageError(f"{where}: {what}, got {value!r}")
-
-
 def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_list_of(value, ok: Callable[[object], bool], nonempty: bool = True) -> bool:
-    return isinstance(value, list) and (bool(value) or not nonempty) and all(map(ok, value))
+def is_list_of(value, ok: Callable[[object], bool]) -> bool:
+    return isinstance(value, list) and bool(value) and all(map(ok, value))
+
+
+# What each [[run]] key must hold: a test, and the words for it in the error.
+RUN_KEY_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
+    "alg": (lambda v: isinstance(v, str), "a string"),
+    "envs": (lambda v: is_list_of(v, lambda e: isinstance(e, str)), "a list of env ids"),
+    "seeds": (lambda v: is_list_of(v, is_int), "a list of integers"),
+    "steps": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "eval_every": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "flags": (
+        lambda v: isinstance(v, list) and all(isinstance(f, str) for f in v),
+        "a list of strings",
+    ),
+    "threshold": (lambda v: is_int(v) or isinstance(v, float), "a number"),
+}
+
+
+RUN_KEYS = tuple(RUN_KEY_TYPES)
 
 
 def check_entry(entry: dict, where: str) -> dict:
@@ -236,27 +248,15 @@ def check_entry(entry: dict, where: str) -> dict:
     refuse_unknown_keys(entry, RUN_KEYS, where)
     if "alg" not in entry or "envs" not in entry:
         raise UsageError(f"{where}: `alg` and `envs` are required")
-    entry = {"seeds": [0], "flags": [], **entry}
-    check_type(entry["alg"], lambda v: isinstance(v, str), "`alg` must be a string", where)
-    envs_ok = is_list_of(entry["envs"], lambda v: isinstance(v, str))
-    check_type(entry["envs"], lambda v: envs_ok, "`envs` must be a list of env ids", where)
-    seeds_ok = is_list_of(entry["seeds"], is_int)
-    check_type(entry["seeds"], lambda v: seeds_ok, "`seeds` must be a list of integers", where)
-    flags_ok = is_list_of(entry["flags"], lambda v: isinstance(v, str), nonempty=False)
-    check_type(entry["flags"], lambda v: flags_ok, "`flags` must be a list of strings", where)
-    if "steps" in entry:
-        check_type(entry["steps"], lambda v: is_int(v) and v >= 1, "`steps` must be >= 1", where)
-    if "eval_every" in entry:
-        positive = "`eval_every` must be an integer >= 0"
-        check_type(entry["eval_every"], lambda v: is_int(v) and v >= 0, positive, where)
-    if "threshold" in entry:
-        number = "`threshold` must be a number"
-        check_type(entry["threshold"], lambda v: isinstance(v, int | float), number, where)
-    for flag in entry["flags"]:
+    for key, value in entry.items():
+        ok, what = RUN_KEY_TYPES[key]
+        if not ok(value):
+            raise UsageError(f"{where}: `{key}` must be {what}, got {value!r}")
+    for flag in entry.get("flags", []):
         name = flag.split("=")[0]
         if name in MANAGED_FLAGS:
             raise UsageError(f"{where}: set {name} with the `{MANAGED_FLAGS[name]}` key, not flags")
-    return entry
+    return {"seeds": [0], "flags": [], **entry}
 
 
 def load_spec(path: str | os.PathLike, root: str | None = None, csv_path: str | None = None):

@@ -92,6 +92,8 @@ def test_spec_resolves_to_derl_commands_with_the_logdir_convention(tmp_path):
         ('root = "r"\ncsv = "c"\n[[run]\n', "not valid TOML"),
         ('root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = "CartPole-v1"\n', "list of env ids"),
         ('root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\nsteps = "1e5"\n', "`steps`"),
+        ('root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\nseeds = [true]\n', "integers"),
+        ('root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\nthreshold = "hi"\n', "number"),
         (
             'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n'
             'flags = ["--seed", "3"]\n',
