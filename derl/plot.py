@@ -79,13 +79,23 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (cumsum[end] - cumsum[start]) / (end - start)
 
 
+def varying_keys(configs: list[dict]) -> list[str]:
+    """The config keys whose values differ between `configs` (the seed and the like aside)."""
+    keys = {k for c in configs for k in c} - _NOT_AN_EXPERIMENT - {"alg", "env_id"}
+    return sorted(k for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1)
+
+
 def group_runs(configs: dict[Path, dict]) -> dict[str, list[Path]]:
-    """Runs grouped by config without the seed; labels: the algorithm and what else differs."""
-    keys = {k for c in configs.values() for k in c} - _NOT_AN_EXPERIMENT - {"alg", "env_id"}
-    varying = sorted(k for k in keys if len({json.dumps(c.get(k)) for c in configs.values()}) > 1)
+    """Runs grouped by config without the seed; labels: the algorithm and what else differs
+    between the runs of that algorithm (PPO's and SAC's presets differ anyway: not in labels)."""
+    by_alg: dict[str, list[dict]] = defaultdict(list)
+    for config in configs.values():
+        by_alg[config["alg"]].append(config)
+    varying = {alg: varying_keys(same_alg) for alg, same_alg in by_alg.items()}
     groups: dict[str, list[Path]] = defaultdict(list)
     for run, config in configs.items():
-        label = " ".join([config["alg"], *(f"{k}={config.get(k)}" for k in varying)])
+        alg = config["alg"]
+        label = " ".join([alg, *(f"{k}={config.get(k)}" for k in varying[alg])])
         groups[label].append(run)
     return dict(groups)
 

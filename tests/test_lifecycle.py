@@ -213,6 +213,24 @@ def test_eval_during_training_logs_eval_return(tmp_path):
     assert derl.load(tmp_path / "run" / "best.pt").act(np.zeros(4, np.float32)) in (0, 1)
 
 
+def test_plot_labels_curves_by_algorithm_and_what_differs_within_it():
+    from derl.plot import group_runs
+
+    ppo = {"alg": "ppo", "env_id": "X", "lr": 1e-3, "clip_range": 0.2}
+    sac = {"alg": "sac", "env_id": "X", "lr": 3e-4, "tau": 0.005}
+    configs = {
+        Path("p0"): {**ppo, "seed": 0},
+        Path("p1"): {**ppo, "seed": 1},
+        Path("q0"): {**ppo, "seed": 0, "lr": 3e-4},
+        Path("s0"): {**sac, "seed": 0},
+    }
+    assert group_runs(configs) == {
+        "ppo lr=0.001": [Path("p0"), Path("p1")],
+        "ppo lr=0.0003": [Path("q0")],
+        "sac": [Path("s0")],  # SAC's lr and tau differ from PPO's presets: no label for that
+    }
+
+
 def test_plot_writes_a_png_with_seeds_grouped(tmp_path):
     for seed in (0, 1):
         derl.train(config(tmp_path / f"s{seed}", num_train_steps=3072, seed=seed), progress=False)

@@ -1,0 +1,276 @@
+"""The benchmark suite (benchmarks/suite.py): its spec, a run killed and restarted, its report."""
+
+import contextlib
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tomllib")  # the suite reads its specs with Python 3.11's tomllib
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import suite  # noqa: E402
+
+# Small enough for seconds, with a checkpoint early and training left after it to kill.
+TINY_STEPS = 4096
+TINY = f"""
+root = "{{root}}"
+csv = "{{csv}}"
+
+[[run]]
+alg = "ppo"
+envs = ["CartPole-v1"]
+seeds = {{seeds}}
+steps = {TINY_STEPS}
+eval_every = {TINY_STEPS}
+flags = ["--num-envs", "2", "--num-epochs", "2", "--checkpoint-every", "512"]
+"""
+
+
+def write_spec(folder: Path, seeds=(0, 1), name="tiny.toml") -> Path:
+    spec = folder / name
+    text = TINY.format(root=folder / "runs", csv=folder / "results.csv", seeds=list(seeds))
+    spec.write_text(text)
+    return spec
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_spec_resolves_to_derl_commands_with_the_logdir_convention(tmp_path):
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(
+        'root = "runs"\ncsv = "out/results.csv"\n'
+        '[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1", "Acrobot-v1"]\nseeds = [0, 1]\n'
+        '[[run]]\nalg = "sac"\nenvs = ["Pendulum-v1"]\nthreshold = -250\nsteps = 3000\n'
+    )
+    spec = suite.load_spec(spec_path)
+    assert spec.root == suite.REPO / "runs"  # relative paths: to the repo root
+    runs = suite.plan(spec)
+    names = [run.name for run in runs]
+    assert names == [
+        "CartPole-v1/ppo-seed0",
+        "CartPole-v1/ppo-seed1",
+        "Acrobot-v1/ppo-seed0",
+        "Acrobot-v1/ppo-seed1",
+        "Pendulum-v1/sac-seed0",
+    ]
+    ppo, sac = runs[0], runs[-1]
+    assert ppo.logdir == suite.REPO / "runs" / "CartPole-v1" / "ppo-seed0"
+    # No steps: the preset's budget, and an evaluation every tenth of it.
+    assert ppo.num_train_steps == 100_000 and ppo.config["eval_every"] == 10_000
+    assert "--num-train-steps" not in ppo.argv and ppo.config["threads"] == 1
+    assert ppo.threshold == 475 and sac.threshold == -250  # the env's bar, or the spec's
+    assert sac.num_train_steps == 3000 and sac.config["eval_every"] == 300
+    assert [run.name for run in suite.plan(spec, only="Acrobot")] == names[2:4]
+    # --root and --csv replace the spec's (the regression guard trains into a temporary root).
+    moved = suite.load_spec(spec_path, root=str(tmp_path / "r"), csv_path=str(tmp_path / "c.csv"))
+    assert (moved.root, moved.csv) == (tmp_path / "r", tmp_path / "c.csv")
+    assert suite.plan(moved)[0].logdir == tmp_path / "r" / "CartPole-v1" / "ppo-seed0"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('root = "r"\ncsv = "c"\nseeds = [0]\n', "unknown key 'seeds'; known: root, csv, run"),
+        (
+            'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\nsed = [0]\n',
+            "'sed'",
+        ),
+        ('root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\n', "`alg` and `envs` are required"),
+        ('root = "r"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n', "`csv` (a path)"),
+        ('root = "r"\ncsv = "c"\n[[run]\n', "not valid TOML"),
+        ('root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = "CartPole-v1"\n', "list of env ids"),
+        ('root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\nsteps = "1e5"\n', "`steps`"),
+        ('root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\nseeds = [true]\n', "integers"),
+        ('root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\nthreshold = "hi"\n', "number"),
+        (
+            'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n'
+            'flags = ["--seed", "3"]\n',
+            "set --seed with the `seeds` key",
+        ),
+        (
+            'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n'
+            'flags = ["--tau", "0.1"]\n',
+            "--tau is a flag of dqn, rainbow, sac, td3, not of ppo",
+        ),
+        ('root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo2"\nenvs = ["CartPole-v1"]\n', "ppo2"),
+        ('root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPol-v1"]\n', "CartPole-v1?"),
+        (
+            'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n'
+            '[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\nseeds = [1, 0]\n',
+            "CartPole-v1/ppo-seed0 is in the spec twice",
+        ),
+    ],
+)
+def test_bad_spec_is_one_line_and_exit_2(text, message, tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    assert suite.main(["run", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("suite: error: ") and err.count("\n") == 1, err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_status_reads_how_far_a_run_got_from_its_checkpoint_names(tmp_path, capsys):
+    spec = write_spec(tmp_path, seeds=(0, 1, 2))
+    runs = suite.plan(suite.load_spec(spec))
+    for run, step in zip(runs[:2], (512, TINY_STEPS), strict=True):
+        (run.logdir / "checkpoints").mkdir(parents=True)
+        (run.logdir / "config.json").write_text(json.dumps({"alg": "ppo", **run.config}))
+        (run.logdir / "checkpoints" / f"step-{step:012d}.pt").touch()
+    assert suite.main(["status", str(spec)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("partial") and "step 512 of 4,096" in out[0]
+    assert out[1].startswith("trained") and "not evaluated yet" in out[1]
+    assert out[2].startswith("new") and out[3] == "1 partial, 1 trained, 1 new of 3 runs"
+    # A logdir that holds another experiment is named, never resumed.
+    other = {"alg": "ppo", **runs[0].config, "lr": 0.5}
+    (runs[0].logdir / "config.json").write_text(json.dumps(other))
+    assert suite.main(["status", str(spec)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("conflict") and "lr=0.5" in first and "lr=0.001" in first
+
+
+def test_a_row_is_appended_whole_and_only_complete_rows_are_read(tmp_path):
+    path = tmp_path / "results.csv"
+    row = dict.fromkeys(suite.COLUMNS, "x")
+    suite.append_row(path, row)
+    with open(path, "a") as f:
+        f.write("ppo,CartPole-v1")  # as if something else had been killed mid-line
+    suite.append_row(path, {**row, "seed": "1"})
+    assert [r["seed"] for r in suite.read_rows(path)] == ["x", "1"]
+    assert path.read_text().count("\n") == 4  # header, row, the half line, row
+
+
+def wait_for_a_checkpoint(root: Path, proc, timeout=120) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(root.glob("*/*/checkpoints/step-*.pt")):
+        assert proc.poll() is None, proc.returncode
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def wait_for_the_locks(root: Path, timeout=60) -> None:
+    """Until the killed derl processes are gone: they held their runs' locks to the end."""
+    deadline = time.monotonic() + timeout
+    for lock in root.glob("*/*/suite.lock"):
+        while (fd := suite.try_lock(lock.parent)) is None:
+            assert time.monotonic() < deadline, f"{lock} is still held"
+            time.sleep(0.05)
+        os.close(fd)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny 2-run spec, SIGKILLed (the suite and its children) at a run's first checkpoint,
+    then run again to the end."""
+    folder = tmp_path_factory.mktemp("suite")
+    spec = write_spec(folder)
+    cmd = [sys.executable, str(BENCHMARKS / "suite.py"), "run", str(spec), "--jobs", "2"]
+    with open(folder / "first.out", "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_a_checkpoint(folder / "runs", proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    wait_for_the_locks(folder / "runs")
+    killed = {
+        path.parents[1]: suite.newest_step(path.parents[1])
+        for path in (folder / "runs").glob("*/*/checkpoints/step-*.pt")
+    }
+    # Run again, in this process (one interpreter start less: derl is imported already).
+    with contextlib.redirect_stdout(io.StringIO()) as second:
+        returncode = suite.main(["run", str(spec), "--jobs", "2"])
+    assert returncode == 0, second.getvalue()
+    return folder, spec, killed, second.getvalue()
+
+
+def test_killed_suite_restarts_to_one_row_per_run(finished):
+    folder, spec, killed, output = finished
+    rows = read_csv(folder / "results.csv")
+    assert sorted(r["seed"] for r in rows) == ["0", "1"]  # one row per run, no duplicate
+    for row in rows:
+        assert (row["alg"], row["env"], row["threshold"]) == ("ppo", "CartPole-v1", "475")
+        assert int(row["num_train_steps"]) == int(row["steps"]) == TINY_STEPS
+        assert float(row["wall_time_s"]) > 0 and row["git_commit"] and row["torch"]
+        assert row["best_mean"] and row["solved"] in ("yes", "no")
+        assert (float(row["final_mean"]) >= 475) == (row["solved"] == "yes")
+
+
+def test_killed_runs_were_resumed_in_their_logdirs_not_restarted(finished):
+    folder, spec, killed, output = finished
+    assert any(step < TINY_STEPS for step in killed.values()), killed  # killed in training
+    for logdir, step in killed.items():
+        log = (logdir / "suite.log").read_text()
+        assert "starting over" not in log
+        if step < TINY_STEPS:  # killed in training: continued from its newest checkpoint
+            assert f"derl: resuming from {logdir}/checkpoints/step-" in log, log[-2000:]
+            assert f"resume   {logdir.parent.name}/{logdir.name}" in output
+
+
+def test_a_finished_suite_runs_nothing_again(finished, capsys):
+    folder, spec, killed, output = finished
+    before = (folder / "results.csv").read_bytes()
+    assert suite.main(["run", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skip ") == 2 and "start" not in out and "resume" not in out
+    assert (folder / "results.csv").read_bytes() == before
+    assert suite.main(["status", str(spec)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2 done of 2 runs"
+
+
+def test_report_writes_a_png_per_env_and_a_table_with_unfinished_runs(finished, tmp_path):
+    folder, spec, killed, output = finished
+    # The same runs and CSV, one seed more that never started: the report says so.
+    bigger = write_spec(folder, seeds=(0, 1, 2), name="bigger.toml")
+    assert suite.main(["report", str(bigger), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "CartPole-v1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (tmp_path / "README.md").read_text()
+    rows = read_csv(folder / "results.csv")
+    finals = [float(r["final_mean"]) for r in rows]
+    assert "| ppo | CartPole-v1 | 4,096 | 2/3 |" in table
+    assert f"{sum(finals) / 2:.1f} ± " in table
+    solved = sum(f >= 475 for f in finals)
+    assert f"{'solved' if solved == 2 else 'missed'} {solved}/2" in table
+    assert "- ppo CartPole-v1 seed 2: not started" in table
+    assert "![CartPole-v1](CartPole-v1.png)" in table
+
+
+@pytest.mark.slow
+def test_regression_spec_reaches_its_thresholds(tmp_path):
+    """The regression guard: every run of specs/regression.toml, trained afresh, evaluates at or
+    above its threshold (a few minutes on 2 cores)."""
+    spec = BENCHMARKS / "specs" / "regression.toml"
+    root, results = tmp_path / "runs", tmp_path / "results.csv"
+    cmd = [sys.executable, str(BENCHMARKS / "suite.py"), "run", str(spec), "--jobs", "2"]
+    done = subprocess.run(
+        [*cmd, "--root", str(root), "--csv", str(results)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = read_csv(results)
+    assert len(rows) == len(suite.plan(suite.load_spec(spec))) and all(r["threshold"] for r in rows)
+    below = [r for r in rows if float(r["final_mean"]) < float(r["threshold"])]
+    assert not below, [(r["alg"], r["env"], r["final_mean"], r["threshold"]) for r in below]
+
+
+def test_a_run_locked_by_another_process_is_left_alone(tmp_path, capsys):
+    spec = write_spec(tmp_path, seeds=(0,))
+    (run,) = suite.plan(suite.load_spec(spec))
+    fd = suite.try_lock(run.logdir)  # as a second suite, or an orphaned derl process, holds it
+    try:
+        assert suite.main(["run", str(spec)]) == 1
+    finally:
+        os.close(fd)
+    assert "busy     CartPole-v1/ppo-seed0" in capsys.readouterr().out
+    assert not (run.logdir / "config.json").exists() and not (tmp_path / "results.csv").exists()
