@@ -312,14 +312,17 @@ class Run:
 
 def derl_config(alg: str, argv: list[str]) -> dict:
     """The config `derl <alg> argv` would train with; bad flags are UsageErrors, as in derl."""
-    from derl.cli import alg_parser, explain_unknown, find_env_id
+    from derl.cli import alg_parser, explain_unknown, find_flag
     from derl.factory import get_alg, make_config
 
     get_alg(alg)
-    args, unknown = alg_parser(alg, find_env_id(argv)).parse_known_args(argv)
+    env_id, config_file = find_flag(argv, "--env-id"), find_flag(argv, "--config")
+    args, unknown = alg_parser(alg, env_id, config_file).parse_known_args(argv)
     if unknown:
         explain_unknown(alg, unknown)
-    return json.loads(json.dumps(dataclasses.asdict(make_config(alg, **vars(args)))))
+    values = vars(args)
+    config = make_config(alg, config_file=values.pop("config"), **values)
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def make_run(entry: dict, env_id: str, seed: int, logdir: Path) -> Run:
