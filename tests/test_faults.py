@@ -411,6 +411,7 @@ BAD_FILES = [
     (no_change, ["eval", "RUN/checkpoints"], "no checkpoint in"),
     (no_change, ["eval", "RUN/config.json"], "not a derl checkpoint"),
     (newer_format, ["eval", "RUN"], "newer derl"),
+    (no_change, ["eval", "RUN", "--device", "tpu"], "--device must be"),
     (no_change, ["eval", "RUN", "--video", "RUN/nothing/v.mp4"], "does not exist"),
     (no_change, ["eval", "RUN", "--video", "RUN/v.avi"], "must end in .mp4 or .gif"),
     (no_change, ["eval", "RUN", "--video", "RUN/config.json/v.gif"], "is not a directory"),
@@ -421,6 +422,10 @@ BAD_FILES = [
     (damaged_config("{oops"), ["plot", "RUN", "--out", "RUN/c.png"], "config.json is damaged"),
     (events_unreadable, ["plot", "RUN", "--out", "RUN/c.png"], "cannot read the events"),
 ]
+
+
+if not torch.cuda.is_available():
+    BAD_FILES.append((no_change, ["eval", "RUN", "--device", "cuda"], "no CUDA device"))
 
 
 @pytest.mark.parametrize(
