@@ -100,6 +100,13 @@ def config_from_dict(data: dict, source: str = "the config") -> Config:
     return config
 
 
+def checkpoint_config(state: dict, path: Path) -> Config:
+    """The config a run's checkpoint (or best.pt) was trained with."""
+    if not ("alg" in state and isinstance(state.get("config"), dict) and "state" in state):
+        raise UsageError(f"{path} is not a checkpoint of a derl run")
+    return config_from_dict({"alg": state["alg"], **state["config"]}, str(path))
+
+
 def read_config(logdir: Path) -> Config:
     """The config.json of a run."""
     path = logdir / "config.json"
@@ -408,7 +415,7 @@ def resume(logdir: str | Path, progress: bool = True, stop_after: int | None = N
                 f"derl: {error}; falling back to the previous checkpoint" for error in skipped
             ]
             return train(
-                config_from_dict({"alg": state["alg"], **state["config"]}, str(path)),
+                checkpoint_config(state, path),
                 progress,
                 resume_state=state,
                 logdir=logdir,

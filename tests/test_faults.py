@@ -343,16 +343,21 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
     """Async env workers are forked: a killed parent's lock must not live on in them."""
     from derl import lock
 
+    ready, started = os.pipe()
     with lock.hold(tmp_path):
         pid = os.fork()
-        if pid == 0:  # the child: outlives the parent's hold of the lock
-            time.sleep(3)
+        if pid == 0:  # the child (its at-fork hooks have run): outlives the parent's hold
+            os.write(started, b"1")
+            time.sleep(5)
             os._exit(0)
+        os.read(ready, 1)
     try:
         hold_lock(tmp_path).close()  # would raise BlockingIOError were the child holding it
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        os.close(ready)
+        os.close(started)
 
 
 # -- 11. files and directories that cannot be used: one line, exit 2, nothing lost --------------
@@ -384,6 +389,11 @@ def corrupt_checkpoints(run: Path) -> None:
         path.write_bytes(path.read_bytes()[:2000])
 
 
+def checkpoint_of_no_run(run: Path) -> None:
+    for path in checkpoint.list_checkpoints(run):
+        torch.save({"format": checkpoint.FORMAT, "weights": torch.zeros(3)}, path)
+
+
 def events_unreadable(run: Path) -> None:
     (run / "events.out.tfevents.0.host.0").mkdir()
 
@@ -411,6 +421,8 @@ BAD_FILES = [
     (no_change, ["eval", "RUN/checkpoints"], "no checkpoint in"),
     (no_change, ["eval", "RUN/config.json"], "not a derl checkpoint"),
     (newer_format, ["eval", "RUN"], "newer derl"),
+    (checkpoint_of_no_run, ["eval", "RUN"], "not a checkpoint of a derl run"),
+    (checkpoint_of_no_run, ["resume", "RUN"], "not a checkpoint of a derl run"),
     (no_change, ["eval", "RUN", "--device", "tpu"], "--device must be"),
     (no_change, ["eval", "RUN", "--video", "RUN/nothing/v.mp4"], "does not exist"),
     (no_change, ["eval", "RUN", "--video", "RUN/v.avi"], "must end in .mp4 or .gif"),
