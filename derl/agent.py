@@ -71,11 +71,11 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 def load(path: str | os.PathLike, device: str = "cpu") -> Agent:
     """The agent saved in a checkpoint file or in a logdir's newest checkpoint."""
-    from derl.factory import config_from_dict, get_alg
+    from derl.factory import checkpoint_config, get_alg
 
     path = resolve_checkpoint(path)
     state = checkpoint.load(path)
-    config = config_from_dict({"alg": state["alg"], **state["config"]}, str(path))
+    config = checkpoint_config(state, path)
     env = derl.env.make(config.env_id, 1, seed=0, normalize=False)
     obs_space, act_space = env.single_observation_space, env.single_action_space
     env.close()

@@ -152,14 +152,7 @@ def load(path: str | os.PathLike) -> dict:
             f"checkpoint {path} is truncated or corrupt "
             f"({type(exc).__name__}); delete it or use an earlier one"
         ) from None
-    keys = {"format", "alg", "config", "state"}
-    if not (
-        isinstance(state, dict)
-        and keys <= state.keys()
-        and type(state["format"]) is int
-        and isinstance(state["config"], dict)
-        and isinstance(state["state"], dict)
-    ):
+    if not (isinstance(state, dict) and type(state.get("format")) is int):
         raise UsageError(f"{path} is not a derl checkpoint")
     if state["format"] > FORMAT:
         raise NewerFormat(

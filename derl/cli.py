@@ -183,6 +183,11 @@ def eval_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         raise UsageError("--episodes must be >= 1")
+    if args.device.split(":")[0] not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    from derl.train import resolve_device  # refuses cuda without a CUDA device
+
+    resolve_device(args.device)
     from derl.agent import load
     from derl.evaluate import VIDEO_SUFFIXES, evaluate, record_video
 

@@ -24,7 +24,7 @@ from derl import checkpoint, lock
 from derl.alg import Alg
 from derl.alg.base import Algorithm, flush_denormals
 from derl.errors import DerlError, UsageError
-from derl.factory import Config, config_from_dict, read_config, spec_of
+from derl.factory import Config, checkpoint_config, read_config, spec_of
 from derl.lifecycle import Interrupted, Lifecycle
 from derl.logger import Logger
 from derl.snapshot import seed_everything, set_rng_state
@@ -242,7 +242,7 @@ def resume(logdir: str | Path, progress: bool = True, stop_after: int | None = N
                 f"derl: {error}; falling back to the previous checkpoint" for error in skipped
             ]
             return train(
-                config_from_dict({"alg": state["alg"], **state["config"]}, str(path)),
+                checkpoint_config(state, path),
                 progress,
                 resume_state=state,
                 logdir=logdir,

@@ -19,11 +19,11 @@ import torch
 
 import derl
 from derl import checkpoint, guard
-from derl.models import make_q_network
-from derl.policies import EpsilonGreedyPolicy
 from derl.cli import main
 from derl.errors import NonFinite, UsageError, WriteError
 from derl.lifecycle import Lifecycle
+from derl.models import make_q_network
+from derl.policies import EpsilonGreedyPolicy
 from derl.train import resume
 
 
@@ -345,16 +345,21 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
     """Async env workers are forked: a killed parent's lock must not live on in them."""
     from derl import lock
 
+    ready, started = os.pipe()
     with lock.hold(tmp_path):
         pid = os.fork()
-        if pid == 0:  # the child: outlives the parent's hold of the lock
-            time.sleep(3)
+        if pid == 0:  # the child (its at-fork hooks have run): outlives the parent's hold
+            os.write(started, b"1")
+            time.sleep(5)
             os._exit(0)
+        os.read(ready, 1)
     try:
         hold_lock(tmp_path).close()  # would raise BlockingIOError were the child holding it
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        os.close(ready)
+        os.close(started)
 
 
 # -- 11. files and directories that cannot be used: one line, exit 2, nothing lost --------------
@@ -386,6 +391,11 @@ def corrupt_checkpoints(run: Path) -> None:
         path.write_bytes(path.read_bytes()[:2000])
 
 
+def checkpoint_of_no_run(run: Path) -> None:
+    for path in checkpoint.list_checkpoints(run):
+        torch.save({"format": checkpoint.FORMAT, "weights": torch.zeros(3)}, path)
+
+
 def events_unreadable(run: Path) -> None:
     (run / "events.out.tfevents.0.host.0").mkdir()
 
@@ -413,6 +423,9 @@ BAD_FILES = [
     (no_change, ["eval", "RUN/checkpoints"], "no checkpoint in"),
     (no_change, ["eval", "RUN/config.json"], "not a derl checkpoint"),
     (newer_format, ["eval", "RUN"], "newer derl"),
+    (checkpoint_of_no_run, ["eval", "RUN"], "not a checkpoint of a derl run"),
+    (checkpoint_of_no_run, ["resume", "RUN"], "not a checkpoint of a derl run"),
+    (no_change, ["eval", "RUN", "--device", "tpu"], "--device must be"),
     (no_change, ["eval", "RUN", "--video", "RUN/nothing/v.mp4"], "does not exist"),
     (no_change, ["eval", "RUN", "--video", "RUN/v.avi"], "must end in .mp4 or .gif"),
     (no_change, ["eval", "RUN", "--video", "RUN/config.json/v.gif"], "is not a directory"),
@@ -423,6 +436,10 @@ BAD_FILES = [
     (damaged_config("{oops"), ["plot", "RUN", "--out", "RUN/c.png"], "config.json is damaged"),
     (events_unreadable, ["plot", "RUN", "--out", "RUN/c.png"], "cannot read the events"),
 ]
+
+
+if not torch.cuda.is_available():
+    BAD_FILES.append((no_change, ["eval", "RUN", "--device", "cuda"], "no CUDA device"))
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,13 @@ def config_from_dict(data: dict, source: str = "the config") -> Config:
     return config
 
 
+def checkpoint_config(state: dict, path: Path) -> Config:
+    """The config a run's checkpoint (or best.pt) was trained with."""
+    if not ("alg" in state and isinstance(state.get("config"), dict) and "state" in state):
+        raise UsageError(f"{path} is not a checkpoint of a derl run")
+    return config_from_dict({"alg": state["alg"], **state["config"]}, str(path))
+
+
 def read_config(logdir: Path) -> Config:
     """The config.json of a run."""
     path = logdir / "config.json"
@@ -133,6 +140,7 @@ __all__ = [
     "A2CConfig",
     "make_config",
     "config_from_dict",
+    "checkpoint_config",
     "read_config",
     "make_ppo",
     "make_a2c",
