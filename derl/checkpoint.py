@@ -7,6 +7,7 @@ whole file; it refuses any pickled object that is not plain data, so a crafted f
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -188,3 +189,13 @@ def newest_loadable(logdir: str | os.PathLike) -> Iterator[tuple[Path, dict | Us
             yield path, load(path)
         except UsageError as exc:
             yield path, exc
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file a run wrote (config.json); unreadable or damaged is a one-line UsageError."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not JSON, not UTF-8
+        raise UsageError(f"{path} is damaged: {exc}") from None

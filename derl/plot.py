@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from derl.checkpoint import replacing
+from derl.checkpoint import read_json, replacing
 from derl.errors import UsageError
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -44,12 +44,7 @@ def find_runs(paths: list[str | os.PathLike]) -> list[Path]:
 def read_config(run: Path) -> dict:
     """A run's config.json: what `plot` needs of it (alg and env_id) or a one-line UsageError."""
     path = run / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # not JSON, not UTF-8
-        raise UsageError(f"{path} is damaged: {exc}") from None
+    config = read_json(path)
     if not (isinstance(config, dict) and {"alg", "env_id"} <= config.keys()):
         raise UsageError(f"{path} is damaged: it names no alg or env_id")
     return config

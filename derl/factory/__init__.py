@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from derl import checkpoint
 from derl.env.families import family
 from derl.errors import UsageError
 from derl.factory import a2c, dqn, ppo, presets, sac, td3
@@ -115,13 +115,7 @@ def checkpoint_config(state: dict, path: Path) -> Config:
 def read_config(logdir: Path) -> Config:
     """The config.json of a run."""
     path = logdir / "config.json"
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # not JSON, not UTF-8
-        raise UsageError(f"{path} is damaged: {exc}") from None
-    return config_from_dict(data, str(path))
+    return config_from_dict(checkpoint.read_json(path), str(path))
 
 
 __all__ = [
