@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -20,17 +22,28 @@ class Agent:
     """A trained policy with its observation normalisation frozen: `agent.act(obs)`."""
 
     def __init__(
-        self, policy: ActorCriticPolicy, config, observation_space, normalizer: dict | None = None
+        self,
+        policy: ActorCriticPolicy,
+        config,
+        observation_space: gym.Space,
+        normalizer: dict | None = None,
+        env_fn: Callable | None = None,
     ):
+        """`observation_space`: the env's own (a Dict stays a Dict); `env_fn`: the factory of
+        a run on an env of the user's (derl.train's env_fn), to make envs like it."""
         self.policy, self.config, self.normalizer = policy, config, normalizer
-        self.obs_shape, self.image = observation_space.shape, is_image(observation_space)
+        self.observation_space, self.env_fn = observation_space, env_fn
+        self.structured = not isinstance(observation_space, gym.spaces.Box)
+        flat = gym.spaces.flatten_space(observation_space) if self.structured else observation_space
+        self.obs_shape, self.image = flat.shape, is_image(flat)
 
     @classmethod
-    def from_alg(cls, alg, config) -> Agent:
+    def from_alg(cls, alg, config, env_fn: Callable | None = None) -> Agent:
         """The agent an algorithm is training, normalisation frozen at its current statistics."""
         env = alg.runner.env
         normalizer = env.state_dict() if isinstance(env, VecNormalize) else None
-        return cls(alg.runner.policy, config, env.single_observation_space, normalizer)
+        space = derl.env.observation_space(env)
+        return cls(alg.runner.policy, config, space, normalizer, env_fn)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         if self.normalizer is None:
@@ -41,7 +54,11 @@ class Agent:
         )
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
-        """Actions for one observation or a batch of them, as the env takes them."""
+        """Actions for one observation or a batch of them, as the env takes them. A Dict, Tuple
+        or discrete observation is taken as the env gives it (one at a time), or flattened as
+        derl.env's envs give it (gymnasium.spaces.flatten; batches too)."""
+        if self.structured and (isinstance(obs, dict | tuple) or np.ndim(obs) == 0):
+            obs = gym.spaces.flatten(self.observation_space, obs)
         obs = self.normalize(np.asarray(obs))
         single = obs.ndim == len(self.obs_shape)
         obs_t = torch.as_tensor(obs[None] if single else obs, device=self.device)
@@ -55,7 +72,15 @@ class Agent:
 
     def make_env(self, num_envs: int = 1, seed: int = 10_000):
         """A vector env like the one it was trained on, unnormalised: `act` normalises."""
-        return derl.env.make(self.config.env_id, num_envs, seed, normalize=False)
+        config = self.config
+        return derl.env.make(
+            config.env_id,
+            num_envs,
+            seed,
+            normalize=False,
+            env_kwargs=config.env_kwargs,
+            env_fn=self.env_fn,
+        )
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -69,19 +94,33 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> Agent:
-    """The agent saved in a checkpoint file or in a logdir's newest checkpoint."""
+def load(
+    path: str | os.PathLike,
+    device: str = "cpu",
+    model: Callable | None = None,
+    env_fn: Callable | None = None,
+) -> Agent:
+    """The agent saved in a checkpoint file or in a logdir's newest checkpoint.
+
+    A run trained with a network or an env factory of your own re-imports them by the
+    `module:function` its config recorded; pass `model` / `env_fn` where that cannot work
+    (a function defined in a script or a test).
+    """
     from derl.factory import checkpoint_config, get_alg
 
     path = resolve_checkpoint(path)
     state = checkpoint.load(path)
     config = checkpoint_config(state, path)
-    env = derl.env.make(config.env_id, 1, seed=0, normalize=False)
-    obs_space, act_space = env.single_observation_space, env.single_action_space
+    env_fn = derl.env.user_env_fn(config, env_fn)
+    env = derl.env.make(
+        config.env_id, 1, seed=0, normalize=False, env_kwargs=config.env_kwargs, env_fn=env_fn
+    )
+    obs_space, act_space = derl.env.observation_space(env), env.single_action_space
     env.close()
-    policy = get_alg(state["alg"]).make_policy(config, obs_space, act_space)
+    policy = get_alg(state["alg"]).make_policy(config, obs_space, act_space, model)
     policy.load_state_dict(state["state"]["policy"])
-    return Agent(policy.to(device), config, obs_space, state["state"]["runner"]["normalizer"])
+    normalizer = state["state"]["runner"]["normalizer"]
+    return Agent(policy.to(device), config, obs_space, normalizer, env_fn)
 
 
 def save(alg, config, path: str | os.PathLike) -> Path:

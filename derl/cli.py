@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import typing
@@ -30,6 +31,17 @@ def integer(text: str) -> int:
     return int(value)
 
 
+def json_object(text: str) -> dict:
+    """--env-kwargs '{"map_name": "8x8"}'."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {text}")
+    return value
+
+
 def add_field(
     parser: argparse.ArgumentParser, field: dataclasses.Field, type_, default, help_text, source
 ) -> None:
@@ -43,7 +55,7 @@ def add_field(
             help=f"{help_text} (default: {'on' if default else 'off'}{origin})",
         )
         return
-    converter = {int: integer, float: float}.get(type_, str)
+    converter = {int: integer, float: float, dict: json_object}.get(type_, str)
     parser.add_argument(
         flag,
         type=converter,
@@ -90,7 +102,13 @@ def alg_parser(alg: str, env_id: str | None, config_file: str | None = None) -> 
         type_ = hints[field.name]
         type_ = next((t for t in typing.get_args(type_) if t is not type(None)), type_)
         help_text = metadata(spec.config_cls, field.name).get("help", "")
-        default = preset.get(field.name, field.default)
+        declared = (
+            field.default_factory()  # a mutable default (env_kwargs' {})
+            if field.default is dataclasses.MISSING
+            and field.default_factory is not dataclasses.MISSING
+            else field.default
+        )
+        default = preset.get(field.name, declared)
         add_field(parser, field, type_, default, help_text, sources.get(field.name, ""))
     return parser
 

@@ -77,7 +77,8 @@ def record_video(
         raise UsageError(f"--video {path}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
     import imageio.v3 as iio  # only when filming
 
-    env = make_single(agent.config.env_id, render_mode="rgb_array")
+    config = agent.config
+    env = make_single(config.env_id, "rgb_array", config.env_kwargs, agent.env_fn)
     follow_with_camera(env)
     obs, _ = env.reset(seed=seed)
     frames, episode_return = [env.render()], float("nan")
@@ -92,7 +93,7 @@ def record_video(
                 obs, _ = env.reset()
     fps = env.metadata.get("render_fps") or 30
     env.close()
-    if family(agent.config.env_id) == "atari":
+    if agent.env_fn is None and family(config.env_id) == "atari":
         fps = 60 / 4  # one frame per agent step, four emulator frames each
     with replacing(path) as tmp:  # a failed write keeps the video that was there
         if path.suffix == ".gif":

@@ -1,5 +1,6 @@
 """The run's lifecycle between rollouts: periodic checkpoints and evaluations (the best agent
-kept as best.pt), NaN guards before anything is saved, and Ctrl-C stopping at a checkpoint."""
+kept as best.pt), NaN guards before anything is saved, Ctrl-C stopping at a checkpoint, and the
+user's callbacks (derl.callbacks) told of each event."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from derl import checkpoint, guard
 from derl.alg.base import Algorithm
+from derl.callbacks import Callback, Event
 from derl.errors import NonFinite, WriteError
 from derl.factory import Config
 from derl.logger import Logger
@@ -21,6 +23,14 @@ class Interrupted(Exception):
     """Ctrl-C was pressed: a checkpoint has been written."""
 
 
+class Stopped(Exception):
+    """A callback stopped training: the last evaluation and checkpoint have been written."""
+
+    def __init__(self, callback: str):
+        super().__init__(callback)
+        self.callback = callback
+
+
 class Lifecycle:
     """Runs between rollouts: periodic checkpoints and evaluation; Ctrl-C stops at the next one."""
 
@@ -31,22 +41,53 @@ class Lifecycle:
         logdir: Path,
         logger: Logger,
         stop_after: int | None = None,
+        callbacks: list[Callback] | tuple = (),
+        env_fn=None,
     ):
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
-        self.last_checkpoint = self.last_eval = alg.runner.step_count
+        self.start = self.last_checkpoint = self.last_eval = alg.runner.step_count
         self.stop_requested, self.stop_after = False, stop_after
+        self.callbacks, self.stopped_by = list(callbacks), ""
+        self.env_fn = env_fn  # the user's env factory, for evaluation envs
+        self.metrics: dict = {}  # the means of the metrics at the last point between rollouts
         best = logdir / BEST  # a resumed run keeps the best agent of the steps before it
         self.best_return = checkpoint.load(best)["eval_return"] if best.exists() else -math.inf
 
     def __call__(self, step: int) -> None:
         self.check_metrics()  # before the policy acts again on what the last updates did
-        if self.stop_requested or (self.stop_after is not None and step >= self.stop_after):
-            self.checkpoint(step)
-            raise Interrupted
-        if step - self.last_checkpoint >= self.config.checkpoint_every:
-            self.checkpoint(step)
-        if self.config.eval_every and step - self.last_eval >= self.config.eval_every:
-            self.evaluate(step)
+        if step > self.start:
+            self.emit("on_rollout", step)
+        if not self.stopped_by:
+            if self.stop_requested or (self.stop_after is not None and step >= self.stop_after):
+                self.checkpoint(step)
+                raise Interrupted
+            if step - self.last_checkpoint >= self.config.checkpoint_every:
+                self.checkpoint(step)
+            if self.config.eval_every and step - self.last_eval >= self.config.eval_every:
+                self.evaluate(step)
+        if self.stopped_by:
+            self.finish(step)
+            raise Stopped(self.stopped_by)
+
+    # -- callbacks ----------------------------------------------------------------------------
+
+    def emit(self, name: str, step: int, **fields) -> None:
+        """Tell every callback of event `name`; one returning False stops the run (the first
+        such callback is named in the TrainResult)."""
+        if not self.callbacks:
+            return
+        metrics = fields.pop("metrics", None)
+        if metrics is None:
+            metrics = {f"train/{k}": v for k, v in self.metrics.items()}
+            metrics["episode/return_mean"] = self.logger.mean_return()
+        event = Event(step, self.alg, self.config, self.logdir, metrics, **fields)
+        for callback in self.callbacks:
+            if getattr(callback, name)(event) is False and not self.stopped_by:
+                self.stopped_by = type(callback).__name__
+
+    def on_update(self, step: int, metrics: dict) -> None:
+        """After each update (Algorithm.learn calls it); a stop takes effect between rollouts."""
+        self.emit("on_update", step, metrics=metrics)
 
     def finish(self, step: int) -> None:
         """End of training: a last evaluation (when asked for) and a last checkpoint."""
@@ -61,6 +102,7 @@ class Lifecycle:
         self.save(state, path)
         checkpoint.prune(self.logdir, self.config.keep_checkpoints)
         self.last_checkpoint = step
+        self.emit("on_checkpoint", step, path=path)
         return path
 
     def save(self, state: dict, path: Path) -> None:
@@ -74,7 +116,9 @@ class Lifecycle:
     def check_metrics(self) -> None:
         """The means of the metrics of the updates since the last call, which the logger
         computes anyway (its one device sync): no check in the update loop itself."""
-        bad = guard.nonfinite_metric(self.logger.flush())
+        means = self.logger.flush()
+        self.metrics = means or self.metrics
+        bad = guard.nonfinite_metric(means)
         if bad is not None:
             raise self.nonfinite(f"train/{bad}", self.logger.step)
 
@@ -118,7 +162,7 @@ class Lifecycle:
 
         policy = self.alg.runner.policy
         self.check_model(step, {"policy": policy.state_dict()})  # best.pt never holds NaN weights
-        agent = Agent.from_alg(self.alg, self.config)
+        agent = Agent.from_alg(self.alg, self.config, self.env_fn)
         mean = float(evaluate(agent, self.config.eval_episodes).mean())
         self.logger.scalar("eval/return", mean, step)
         self.last_eval = step
@@ -128,6 +172,7 @@ class Lifecycle:
             self.best_return = mean
             state = snapshot(self.alg, self.config, policy_only=True, eval_return=mean, step=step)
             self.save(state, self.logdir / BEST)
+        self.emit("on_evaluation", step, eval_return=mean)
 
     def on_sigint(self, signum, frame) -> None:
         if self.stop_requested:  # pressed twice: stop now

@@ -28,17 +28,40 @@ def default_init(layer: nn.Module, gain: float = 1.0) -> nn.Module:
     return layer
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def conv_size(size: int) -> int:
+    """The side of the Nature CNN's last feature map for an image side of `size` (84 -> 7)."""
+    for kernel, stride in ((8, 4), (4, 2), (3, 1)):
+        size = (size - kernel) // stride + 1
+    return size
 
 
 class NatureCNN(nn.Module):
-    """The Nature DQN torso (Mnih et al. 2015): uint8 [N, C, 84, 84] -> [N, 512] features.
+    """The Nature DQN torso (Mnih et al. 2015): uint8 [N, C, 84, 84] -> [N, 512] features
+    (other image sizes from 36x36 on work as well).
 
     `features=None` stops after the convolutions ([N, 3136]), for heads with layers of their own.
     """
 
-    def __init__(self, in_channels: int = 4, features: int | None = 512):
+    def __init__(
+        self, in_channels: int = 4, features: int | None = 512, size: tuple[int, int] = (84, 84)
+    ):
         super().__init__()
+        if min(size) < 36:  # 8x8 stride 4, 4x4 stride 2, 3x3: nothing is left of smaller ones
+            raise UsageError(
+                f"the Nature CNN needs images of at least 36x36 pixels, not {size[0]}x{size[1]}; "
+                "pass a network of your own (--model module:function)"
+            )
+        flat = 64 * conv_size(size[0]) * conv_size(size[1])
         self.net = nn.Sequential(
             orthogonal_init(nn.Conv2d(in_channels, 32, 8, stride=4)),
             nn.ReLU(),
@@ -49,11 +72,11 @@ class NatureCNN(nn.Module):
             nn.Flatten(),
         )
         if features is not None:
-            self.net.extend([orthogonal_init(nn.Linear(64 * 7 * 7, features)), nn.ReLU()])
+            self.net.extend([orthogonal_init(nn.Linear(flat, features)), nn.ReLU()])
         # oneDNN's convolutions run about 25% faster on channels-last tensors (measured on CPU:
         # forward + backward of a 256 batch, 100 ms -> 78 ms); the maths is unchanged.
         self.net.to(memory_format=torch.channels_last)
-        self.out_features = features or 64 * 7 * 7
+        self.out_features = features or flat
 
     def forward(self, obs: Tensor) -> Tensor:
         # One conversion copy, uint8 to float straight into channels-last (2x faster on CPU
@@ -132,7 +155,8 @@ class GaussianHead(nn.Module):
 
 
 class ActorCriticModel(nn.Module):
-    """obs -> (action distribution, value). `value_body` None: shared torso."""
+    """obs -> (action distribution, value). `value_body` None: shared torso; `encoder`: a
+    network both bodies read the observation through."""
 
     def __init__(
         self,
@@ -140,14 +164,17 @@ class ActorCriticModel(nn.Module):
         head: nn.Module,
         value_body: nn.Module | None = None,
         init=orthogonal_init,
+        encoder: nn.Module | None = None,
     ):
         super().__init__()
         self.policy_body, self.head, self.value_body = policy_body, head, value_body
         self.value = init(nn.Linear((value_body or policy_body).out_features, 1), gain=1.0)
+        self.encoder = encoder  # shared by both bodies; None: they read the observation
 
     def forward(self, obs: Tensor) -> tuple[Distribution, Tensor]:
-        features = self.policy_body(obs)
-        value_features = features if self.value_body is None else self.value_body(obs)
+        x = obs if self.encoder is None else self.encoder(obs)
+        features = self.policy_body(x)
+        value_features = features if self.value_body is None else self.value_body(x)
         return self.head(features), self.value(value_features).squeeze(-1)
 
 
@@ -171,6 +198,132 @@ def is_image(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
 
 
+def is_vector(space: gym.Space) -> bool:
+    """A 1-D Box: the MLPs read it as it is, with no encoder in front."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 1
+
+
+# -- encoders: observations of any gymnasium space -> a batch of feature vectors ---------------
+#
+# derl's runners and replay buffers carry one array per step. An env whose observations are not
+# a Box (Dict, Tuple, Discrete, MultiDiscrete, MultiBinary) is flattened by derl.env
+# (gymnasium.spaces.flatten: one-hot for discrete parts), and the network splits the flat vector
+# back into its parts here: one encoder per part, images through a CNN.
+
+
+def unflatten(space: gym.Space, x: Tensor):
+    """A batch of observations as derl carries them -> the structure of `space`: a Dict as a
+    dict of tensors, a Tuple as a tuple, a Box as a tensor of its shape (uint8 images as uint8),
+    discrete parts as float one-hot vectors. The inverse of gymnasium.spaces.flatten, batched."""
+    if isinstance(space, gym.spaces.Dict):
+        parts = x.split([gym.spaces.flatdim(s) for s in space.spaces.values()], dim=-1)
+        return {k: unflatten(s, p) for (k, s), p in zip(space.spaces.items(), parts, strict=True)}
+    if isinstance(space, gym.spaces.Tuple):
+        parts = x.split([gym.spaces.flatdim(s) for s in space.spaces], dim=-1)
+        return tuple(unflatten(s, p) for s, p in zip(space.spaces, parts, strict=True))
+    if isinstance(space, gym.spaces.Box):
+        x = x.reshape(x.shape[0], *space.shape)
+        return x.to(torch.uint8) if is_image(space) else x.float()
+    return x.float()  # Discrete, MultiDiscrete, MultiBinary: flattened to one-hot / bits
+
+
+def example_batch(space: gym.Space) -> Tensor:
+    """One observation of `space`, as the runner hands it to the network."""
+    if isinstance(space, gym.spaces.Box):
+        dtype = torch.uint8 if is_image(space) else torch.float32
+        return torch.as_tensor(space.sample(), dtype=dtype)[None]
+    flat = gym.spaces.flatten(space, space.sample())
+    return torch.as_tensor(np.asarray(flat), dtype=torch.float32)[None]
+
+
+class Flatten(nn.Module):
+    """[B, ...] -> [B, prod(...)]: the encoder of a vector, of a discrete part's one-hot and of
+    any Box that is not an image."""
+
+    def __init__(self, space: gym.Space):
+        super().__init__()
+        self.space, self.out_features = space, gym.spaces.flatdim(space)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return obs.reshape(obs.shape[0], -1).float()
+
+
+class ImageEncoder(nn.Module):
+    """An image part of a flattened observation: reshaped to [B, C, H, W], then NatureCNN."""
+
+    def __init__(self, space: gym.spaces.Box, features: int | None = 512):
+        super().__init__()
+        self.shape, self.cnn = space.shape, NatureCNN(space.shape[0], features, space.shape[1:])
+        self.out_features = self.cnn.out_features
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.cnn(obs.reshape(obs.shape[0], *self.shape))
+
+
+class MultiInputEncoder(nn.Module):
+    """Dict and Tuple observations: one encoder per part, features concatenated."""
+
+    def __init__(self, space: gym.spaces.Dict | gym.spaces.Tuple, cnn_features: int | None = 512):
+        super().__init__()
+        parts = space.spaces.values() if isinstance(space, gym.spaces.Dict) else space.spaces
+        self.sizes = [gym.spaces.flatdim(s) for s in parts]
+        self.encoders = nn.ModuleList(part_encoder(s, cnn_features) for s in parts)
+        self.out_features = sum(e.out_features for e in self.encoders)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        parts = obs.split(self.sizes, dim=-1)
+        return torch.cat([e(p) for e, p in zip(self.encoders, parts, strict=True)], dim=-1)
+
+
+def part_encoder(space: gym.Space, cnn_features: int | None) -> nn.Module:
+    if is_image(space):
+        return ImageEncoder(space, cnn_features)
+    return make_encoder(space, cnn_features)
+
+
+def make_encoder(space: gym.Space, cnn_features: int | None = 512) -> nn.Module:
+    """derl's encoder for an observation space (an `out_features` attribute gives its width):
+    NatureCNN for uint8 [C, H, W] images, one encoder per part for Dict and Tuple, a flatten
+    for everything else."""
+    if is_image(space):
+        return NatureCNN(space.shape[0], cnn_features, space.shape[1:])
+    if isinstance(space, gym.spaces.Dict | gym.spaces.Tuple):
+        return MultiInputEncoder(space, cnn_features)
+    if isinstance(space, gym.spaces.Box | gym.spaces.Discrete | gym.spaces.MultiDiscrete):
+        return Flatten(space)
+    if isinstance(space, gym.spaces.MultiBinary):
+        return Flatten(space)
+    raise UsageError(
+        f"observation space {space} is not supported; derl takes Box, Discrete, "
+        "MultiDiscrete, MultiBinary, and Dict or Tuple of those"
+    )
+
+
+class UserEncoder(nn.Module):
+    """A user's network (`--model module:function`) as an encoder: it gets the observations in
+    their structure (`unflatten`) and returns [B, features]."""
+
+    def __init__(self, space: gym.Space, module: nn.Module, name: str = "--model"):
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise UsageError(f"{name} must return a torch.nn.Module, not {type(module).__name__}")
+        self.space, self.module = space, module
+        out = getattr(module, "out_features", None)
+        if not isinstance(out, int):
+            with torch.no_grad():
+                features = self(example_batch(space))
+            if features.ndim != 2:
+                raise UsageError(
+                    f"{name} returned a network whose output has shape {tuple(features.shape)} "
+                    "for a batch of 1; it must be [batch, features]"
+                )
+            out = features.shape[1]
+        self.out_features = out
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.module(unflatten(self.space, obs))
+
+
 def make_model(
     observation_space: gym.Space,
     action_space: gym.Space,
@@ -178,26 +331,30 @@ def make_model(
     activation: str = "tanh",
     log_std_init: float = 0.0,
     ortho_init: bool = True,
+    encoder: nn.Module | None = None,
 ) -> ActorCriticModel:
-    """NatureCNN with a shared torso for [C, H, W] uint8 images; for vectors, separate policy
-    and value MLPs of `hidden` units with `activation` ("tanh" or "relu"). `ortho_init`:
-    orthogonal init as openai baselines (else torch's); `log_std_init`: the Gaussian's start."""
+    """The actor-critic of an observation space. Vectors (and no `encoder`): separate policy and
+    value MLPs of `hidden` units with `activation`. Anything else: an encoder (derl's, see
+    `make_encoder`, or the one given) shared by both, then the MLPs; with no hidden layers the
+    heads sit on the encoder itself (the Nature CNN actor-critic of the Atari presets).
+    `ortho_init`: orthogonal init as openai baselines (else torch's); `log_std_init`: the
+    Gaussian's start."""
     init = orthogonal_init if ortho_init else default_init
-    if is_image(observation_space):
-        body = NatureCNN(observation_space.shape[0])
-        return ActorCriticModel(
-            body, make_head(body.out_features, action_space, log_std_init, init), init=init
-        )
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise UsageError(
-            f"observation space {observation_space} is not supported; "
-            "use 1-D Box vectors or [C, H, W] uint8 images"
-        )
-    in_features, act = observation_space.shape[0], ACTIVATIONS[activation]
-    policy_body = MLP(in_features, hidden, act, orthogonal=ortho_init)
-    value_body = MLP(in_features, hidden, act, orthogonal=ortho_init)
+    act = ACTIVATIONS[activation]
+    if encoder is None and is_vector(observation_space):
+        in_features = observation_space.shape[0]
+        policy_body = MLP(in_features, hidden, act, orthogonal=ortho_init)
+        value_body = MLP(in_features, hidden, act, orthogonal=ortho_init)
+        head = make_head(policy_body.out_features, action_space, log_std_init, init)
+        return ActorCriticModel(policy_body, head, value_body, init)
+    encoder = encoder if encoder is not None else make_encoder(observation_space)
+    if not hidden:
+        head = make_head(encoder.out_features, action_space, log_std_init, init)
+        return ActorCriticModel(encoder, head, init=init)
+    policy_body = MLP(encoder.out_features, hidden, act, orthogonal=ortho_init)
+    value_body = MLP(encoder.out_features, hidden, act, orthogonal=ortho_init)
     head = make_head(policy_body.out_features, action_space, log_std_init, init)
-    return ActorCriticModel(policy_body, head, value_body, init)
+    return ActorCriticModel(policy_body, head, value_body, init, encoder)
 
 
 # -- Q networks: DQN's (dueling, noisy, distributional) and the twin critics of SAC and TD3 -----
@@ -230,22 +387,34 @@ def make_q_network(
     noisy: bool = False,
     atoms: int = 1,
     v_range: tuple[float, float] = (-10, 10),
-    hidden: int | None = None,
+    hidden: tuple[int, ...] = (256, 256),
     sigma0: float = 0.5,
+    activation: str = "relu",
+    encoder: nn.Module | None = None,
 ) -> QNetwork:
-    """NatureCNN convolutions for images, a ReLU MLP for vectors, then a (dueling) head;
-    `noisy`: NoisyLinear layers of initial noise scale `sigma0` in the head."""
-    if is_image(observation_space):
-        torso, hidden = NatureCNN(observation_space.shape[0], features=None), hidden or 512
+    """A torso, then a (dueling) head with one hidden layer of `hidden[-1]` units. The torso:
+    an MLP of `hidden[:-1]` on vectors; on anything else an encoder (the NatureCNN convolutions
+    for images, or the one given) followed by that MLP. `noisy`: NoisyLinear layers of initial
+    noise scale `sigma0` in the head."""
+    if not hidden:
+        raise UsageError("DQN's head needs a hidden layer: --hidden must name at least one size")
+    act = ACTIVATIONS[activation]
+    *torso_sizes, head_size = hidden
+    if encoder is None and is_vector(observation_space):
+        torso = MLP(observation_space.shape[0], tuple(torso_sizes), act)
     else:
-        hidden = hidden or 256
-        torso = MLP(observation_space.shape[0], (hidden,), activation=nn.ReLU)
+        encoder = encoder if encoder is not None else make_encoder(observation_space, None)
+        torso = encoder
+        if torso_sizes:
+            mlp = MLP(encoder.out_features, tuple(torso_sizes), act)
+            torso = nn.Sequential(encoder, mlp)
+            torso.out_features = mlp.out_features
     if dueling:
-        head = DuelingHead(torso.out_features, num_actions, atoms, noisy, hidden, sigma0)
+        head = DuelingHead(torso.out_features, num_actions, atoms, noisy, head_size, sigma0, act)
     else:
         linear = partial(NoisyLinear, sigma0=sigma0) if noisy else nn.Linear
         head = nn.Sequential(
-            linear(torso.out_features, hidden), nn.ReLU(), linear(hidden, num_actions * atoms)
+            linear(torso.out_features, head_size), act(), linear(head_size, num_actions * atoms)
         )
         if atoms > 1:
             head.append(nn.Unflatten(-1, (num_actions, atoms)))
@@ -277,15 +446,25 @@ class TwinQ(nn.Module):
     a CPU, the critic update is bound by the number of ops, and this halves it.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...] = (256, 256)):
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: tuple[int, ...] = (256, 256),
+        activation: type[nn.Module] = nn.ReLU,
+        encoder: nn.Module | None = None,
+    ):
         super().__init__()
+        self.encoder = encoder  # the observation's, shared by both critics; None: read as is
+        obs_dim = encoder.out_features if encoder is not None else obs_dim
         sizes = (obs_dim + action_dim, *hidden, 1)
         layers: list[nn.Module] = []
         for a, b in zip(sizes, sizes[1:], strict=False):
-            layers += [EnsembleLinear(2, a, b), nn.ReLU()]
+            layers += [EnsembleLinear(2, a, b), activation()]
         self.net = nn.Sequential(*layers[:-1])
 
     def forward(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        obs = obs if self.encoder is None else self.encoder(obs)
         x = torch.cat([obs, actions], dim=-1)
         q1, q2 = self.net(x.expand(2, *x.shape)).squeeze(-1)
         return q1, q2

@@ -73,9 +73,9 @@ class DuelingHead(nn.Module):
 
     features [..., in] -> Q values [..., actions] for atoms == 1, else logits [..., actions,
     atoms] (Rainbow: softmax over the last dim gives each action's return distribution).
-    `hidden` adds a ReLU layer of that width to each stream, as in both papers; `noisy` makes
-    every layer a NoisyLinear. Plain layers keep torch's default init, U(-1/sqrt(p), 1/sqrt(p))
-    weights like NoisyLinear's mu.
+    `hidden` adds a layer of that width (ReLU by default) to each stream, as in both papers;
+    `noisy` makes every layer a NoisyLinear. Plain layers keep torch's default init,
+    U(-1/sqrt(p), 1/sqrt(p)) weights like NoisyLinear's mu.
     """
 
     def __init__(
@@ -86,6 +86,7 @@ class DuelingHead(nn.Module):
         noisy: bool = False,
         hidden: int | None = None,
         sigma0: float = 0.5,
+        activation: type[nn.Module] = nn.ReLU,
     ):
         super().__init__()
         self.num_actions, self.atoms = num_actions, atoms
@@ -95,7 +96,7 @@ class DuelingHead(nn.Module):
             if hidden is None:
                 return linear(in_features, out_features)
             return nn.Sequential(
-                linear(in_features, hidden), nn.ReLU(), linear(hidden, out_features)
+                linear(in_features, hidden), activation(), linear(hidden, out_features)
             )
 
         self.value = stream(atoms)

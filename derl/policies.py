@@ -98,13 +98,19 @@ class BoxActor(nn.Module):
     stochastic act in training mode counts and explores at random.
     """
 
-    def __init__(self, action_space: gym.spaces.Box, random_steps: int = 0):
+    def __init__(
+        self, action_space: gym.spaces.Box, random_steps: int = 0, encoder: nn.Module | None = None
+    ):
         super().__init__()
+        self.encoder = encoder  # None: the MLP reads the observation as it is
         self.action_dim = action_space.shape[0]
         self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
         self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
         self.register_buffer("steps_acted", torch.zeros((), dtype=torch.int64))
         self.random_steps = random_steps
+
+    def encode(self, obs: Tensor) -> Tensor:
+        return obs if self.encoder is None else self.encoder(obs)
 
     def warm_up_actions(self, obs: Tensor) -> Tensor | None:
         """Counts the steps of a training act; uniform actions while warming up, else None."""
@@ -134,13 +140,16 @@ class SACPolicy(BoxActor):
         action_space: gym.spaces.Box,
         hidden: tuple[int, ...] = (256, 256),
         random_steps: int = 0,
+        activation: type[nn.Module] = nn.ReLU,
+        encoder: nn.Module | None = None,
     ):
-        super().__init__(action_space, random_steps)
+        super().__init__(action_space, random_steps, encoder)
         # Outputs the mean and the log std of each action dimension.
-        self.net = MLP(obs_dim, hidden, nn.ReLU, 2 * self.action_dim, orthogonal=False)
+        in_features = encoder.out_features if encoder is not None else obs_dim
+        self.net = MLP(in_features, hidden, activation, 2 * self.action_dim, orthogonal=False)
 
     def forward(self, obs: Tensor) -> SquashedNormal:
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        mean, log_std = self.net(self.encode(obs)).chunk(2, dim=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
         return SquashedNormal(mean, log_std, self.low, self.high)
 
@@ -164,13 +173,17 @@ class TD3Policy(BoxActor):
         hidden: tuple[int, ...] = (256, 256),
         random_steps: int = 0,
         exploration_noise: float = 0.1,
+        activation: type[nn.Module] = nn.ReLU,
+        encoder: nn.Module | None = None,
     ):
-        super().__init__(action_space, random_steps)
-        self.net = MLP(obs_dim, hidden, nn.ReLU, self.action_dim, orthogonal=False)
+        super().__init__(action_space, random_steps, encoder)
+        in_features = encoder.out_features if encoder is not None else obs_dim
+        self.net = MLP(in_features, hidden, activation, self.action_dim, orthogonal=False)
         self.exploration_noise = exploration_noise
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.low + (self.high - self.low) * (torch.tanh(self.net(obs)) + 1) / 2
+        unit = torch.tanh(self.net(self.encode(obs)))
+        return self.low + (self.high - self.low) * (unit + 1) / 2
 
     def noisy(self, actions: Tensor, scale: float, clip: float | None = None) -> Tensor:
         """`actions` plus N(0, scale) noise (clipped to +-clip) in half-widths, kept in the box."""

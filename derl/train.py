@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +24,11 @@ import derl.env
 from derl import checkpoint, lock
 from derl.alg import Alg
 from derl.alg.base import Algorithm, flush_denormals
+from derl.callbacks import Callback
+from derl.custom import function_name
 from derl.errors import DerlError, UsageError
 from derl.factory import Config, checkpoint_config, read_config, spec_of
-from derl.lifecycle import Interrupted, Lifecycle
+from derl.lifecycle import Interrupted, Lifecycle, Stopped
 from derl.logger import Logger
 from derl.snapshot import seed_everything, set_rng_state
 
@@ -51,14 +54,16 @@ class TrainResult:
     mean_return: float  # over the last 100 episodes
     env_steps: int
     recent_returns: list[float]  # the last 100 episode returns, oldest first
-    interrupted: bool = False
+    interrupted: bool = False  # Ctrl-C (or stop_after): stopped at a checkpoint
+    stopped_by: str = ""  # the callback that stopped training, if one did
+    env_fn: Callable | None = None  # the user's env factory, if the run had one
 
     @property
     def agent(self):
         """The trained agent (`agent.act(obs)`, `derl.evaluate.evaluate(agent)`)."""
         from derl.agent import Agent
 
-        return Agent.from_alg(self.alg, self.config)
+        return Agent.from_alg(self.alg, self.config, self.env_fn)
 
 
 @dataclass
@@ -71,6 +76,18 @@ class Run:
     logger: Logger
     logdir: Path
     lifecycle: Lifecycle
+    env_fn: Callable | None = None
+
+
+def with_user_code(config: Config, model: Callable | None, env_fn: Callable | None) -> Config:
+    """`config` recording the user's network and env factory by name (config.json, checkpoints),
+    so that `derl resume` and `derl.load` can import them again."""
+    names = {}
+    if model is not None:
+        names["model"] = function_name(model)
+    if env_fn is not None:
+        names["env_fn"] = function_name(env_fn)
+    return dataclasses.replace(config, **names) if names else config
 
 
 def build(
@@ -81,9 +98,14 @@ def build(
     logdir: Path | None = None,
     stop_after: int | None = None,
     restart: bool = False,
+    model: Callable | None = None,
+    env_fn: Callable | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Run:
     """Env -> algorithm -> logdir, restored from `resume_state` when given. Everything that can
-    be refused is checked before the first write; what needs closing goes on `cleanup`."""
+    be refused is checked before the first write; what needs closing goes on `cleanup`.
+    `model`, `env_fn`, `callbacks`: as `train`'s."""
+    config = with_user_code(config, model, env_fn)
     flush_denormals()  # before torch's worker threads start, so they inherit it
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -94,6 +116,7 @@ def build(
     if new_run:
         check_new_logdir(logdir)
     seed_everything(config.seed)
+    env_fn = derl.env.user_env_fn(config, env_fn)
     env = derl.env.make(
         config.env_id,
         config.num_envs,
@@ -101,6 +124,8 @@ def build(
         config.vectorization,
         config.normalize,
         config.gamma,
+        config.env_kwargs,
+        env_fn,
     )
     cleanup.callback(env.close)
     start = resume_state["state"]["runner"]["step_count"] if resume_state else 0
@@ -108,11 +133,13 @@ def build(
         str(logdir), config.num_train_steps, progress=progress, start_step=start, purge=not new_run
     )
     cleanup.callback(logger.close)
-    alg = spec.make(config, env, device, logger)
+    alg = spec.make(config, env, device, logger, model)
     if resume_state is not None:
         alg.load_state_dict(resume_state["state"])
         logger.load_state_dict(resume_state["logger"])
         set_rng_state(resume_state["rng"])
+    lifecycle = Lifecycle(alg, config, logdir, logger, stop_after, callbacks, env_fn)
+    lifecycle.emit("on_training_start", alg.runner.step_count)  # may refuse: before writing
     if new_run:  # everything that could be refused was: the first write
         create_logdir(logdir)
         cleanup.enter_context(lock.hold(logdir))
@@ -124,25 +151,26 @@ def build(
             "resolved_device": str(device),
         }
         write_config(logdir / "config.json", resolved)
-    lifecycle = Lifecycle(alg, config, logdir, logger, stop_after)
     # First: a checkpoint holds the state before other hooks act at its step (e.g. new
     # noise for noisy nets), so that a resumed run repeats them exactly.
     alg.runner.hooks.insert(0, lifecycle)
-    return Run(config, env, alg, logger, logdir, lifecycle)
+    return Run(config, env, alg, logger, logdir, lifecycle, env_fn)
 
 
 def learn(run: Run) -> TrainResult:
     """Train a built run to its num_train_steps (or until Ctrl-C / stop_after), with a last
     evaluation and checkpoint; a NaN behind a crash is named in one line."""
     alg, lifecycle = run.alg, run.lifecycle
-    interrupted = False
+    interrupted, stopped_by = False, ""
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, lifecycle.on_sigint) if in_main else None
     try:
-        alg.learn(run.logger)
+        alg.learn(run.logger, lifecycle.on_update if lifecycle.callbacks else None)
         lifecycle.finish(alg.runner.step_count)
     except Interrupted:
         interrupted = True
+    except Stopped as stop:
+        stopped_by = stop.callback
     except DerlError:
         raise
     except Exception as crash:
@@ -156,6 +184,7 @@ def learn(run: Run) -> TrainResult:
         if in_main:
             signal.signal(signal.SIGINT, previous)
         run.logger.flush()  # build() put the closing on the run's cleanup
+    lifecycle.emit("on_training_end", alg.runner.step_count)
     return TrainResult(
         alg,
         run.config,
@@ -164,6 +193,8 @@ def learn(run: Run) -> TrainResult:
         alg.runner.step_count,
         list(run.logger.recent_returns),
         interrupted,
+        stopped_by,
+        run.env_fn,
     )
 
 
@@ -175,8 +206,18 @@ def train(
     stop_after: int | None = None,
     restart: bool = False,
     notice: str = "",
+    *,
+    model: Callable | None = None,
+    env_fn: Callable | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train the algorithm `config` describes; writes TensorBoard events, config.json, checkpoints.
+
+    `model`: your network, a function (observation_space, action_space, config) -> nn.Module
+    that encodes a batch of observations into [batch, features] (derl's --hidden MLPs and the
+    algorithm's heads go on top). `env_fn`: a function returning a gymnasium.Env, made instead
+    of `config.env_id` (it may take render_mode=, for videos). Both are recorded in config.json
+    as module:function. `callbacks`: derl.callbacks.Callback objects told of the run's events.
 
     `stop_after`: checkpoint and stop once this many env steps are taken (train in chunks;
     `resume` continues to `config.num_train_steps`). `resume_state` and `restart` are for
@@ -184,7 +225,18 @@ def train(
     once the run is built, so that a refused one prints nothing but its error.
     """
     with contextlib.ExitStack() as cleanup:
-        run = build(config, cleanup, progress, resume_state, logdir, stop_after, restart)
+        run = build(
+            config,
+            cleanup,
+            progress,
+            resume_state,
+            logdir,
+            stop_after,
+            restart,
+            model,
+            env_fn,
+            callbacks,
+        )
         if notice:
             print(notice, file=sys.stderr)
         return learn(run)
@@ -218,12 +270,22 @@ def write_config(path: Path, data: dict) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def resume(logdir: str | Path, progress: bool = True, stop_after: int | None = None) -> TrainResult:
+def resume(
+    logdir: str | Path,
+    progress: bool = True,
+    stop_after: int | None = None,
+    *,
+    model: Callable | None = None,
+    env_fn: Callable | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> TrainResult:
     """Continue the run in `logdir` from its newest good checkpoint to its num_train_steps.
 
     Refused while another process trains in `logdir`, and when checkpoints exist but none can
-    be loaded (starting over would replace them).
+    be loaded (starting over would replace them). `model` and `env_fn`: as `train`'s, needed
+    when the run's own cannot be imported by the name config.json recorded.
     """
+    user = dict(model=model, env_fn=env_fn, callbacks=callbacks)
     logdir = Path(logdir)
     if not logdir.is_dir():
         what = "is not a directory" if logdir.exists() else "does not exist"
@@ -248,6 +310,7 @@ def resume(logdir: str | Path, progress: bool = True, stop_after: int | None = N
                 logdir=logdir,
                 stop_after=stop_after,
                 notice="\n".join([*fallbacks, f"derl: resuming from {path}"]),
+                **user,
             )
         if skipped:
             raise UsageError(
@@ -262,4 +325,5 @@ def resume(logdir: str | Path, progress: bool = True, stop_after: int | None = N
             stop_after=stop_after,
             restart=True,
             notice=f"derl: no checkpoint in {logdir}; starting over from step 0 with config.json",
+            **user,
         )

@@ -71,7 +71,7 @@ def test_importance_weights_scale_the_loss():
 
 def test_distributional_loss_is_cross_entropy_to_the_projected_target():
     torch.manual_seed(0)
-    net = make_q_network(OBS, 2, dueling=True, atoms=5, v_range=(-2, 2), hidden=8)
+    net = make_q_network(OBS, 2, dueling=True, atoms=5, v_range=(-2, 2), hidden=(8, 8))
     target = make_target(net)
     b = Batch(
         obs=torch.randn(4, 3),
@@ -91,7 +91,7 @@ def test_distributional_loss_is_cross_entropy_to_the_projected_target():
 
 
 def test_epsilon_is_decided_per_env_and_annealed_on_env_steps():
-    net = make_q_network(OBS, 3, dueling=False, hidden=8)
+    net = make_q_network(OBS, 3, dueling=False, hidden=(8, 8))
     policy = EpsilonGreedyPolicy(net, 3, initial_eps=1.0, final_eps=0.0, exploration_steps=1000)
     torch.manual_seed(0)
     actions = policy.act(torch.zeros(500, 3))["actions"]

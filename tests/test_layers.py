@@ -11,13 +11,13 @@ ROOT = Path(__file__).resolve().parents[1] / "derl"
 
 LAYERS = [
     # 0: no derl imports above these (buffer.py is a single file users copy: no derl imports)
-    {"errors", "types", "checkpoint", "lock", "guard", "optim", "distributions", "noisy"}
+    {"errors", "types", "checkpoint", "lock", "guard", "optim", "distributions", "noisy", "custom"}
     | {"logger", "plot", "buffer"},
     {"env", "models"},
     {"policies", "returns"},
     {"runners", "alg"},
     {"factory"},
-    {"snapshot", "lifecycle", "agent", "evaluate", "train"},
+    {"snapshot", "callbacks", "lifecycle", "agent", "evaluate", "train"},
     {"cli", "__init__", "__main__"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

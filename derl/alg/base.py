@@ -46,13 +46,16 @@ class Algorithm(Protocol):
 
     def load_state_dict(self, state: dict) -> None: ...
 
-    def learn(self, logger=None) -> None:
-        """Train until the runner has taken its `num_train_steps` env steps."""
+    def learn(self, logger=None, on_update: Callable[[int, dict], None] | None = None) -> None:
+        """Train until the runner has taken its `num_train_steps` env steps; `on_update` is told
+        each update's step count and metrics (derl.callbacks)."""
         flush_denormals()
         for batch in self.runner:
             metrics = self.step(batch)
             if logger is not None:
                 logger.record(metrics, self.runner.step_count)
+            if on_update is not None:
+                on_update(self.runner.step_count, metrics)
 
 
 class Alg(Algorithm):

@@ -63,9 +63,10 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
-def make_atari(env_id: str, render_mode: str | None = None) -> gym.Env:
-    """One Atari env with the DeepMind preprocessing; observations are [4, 84, 84] uint8."""
-    kwargs = {"render_mode": render_mode}
+def make_atari(env_id: str, render_mode: str | None = None, **env_kwargs) -> gym.Env:
+    """One Atari env with the DeepMind preprocessing; observations are [4, 84, 84] uint8.
+    `env_kwargs` go to gymnasium.make (e.g. repeat_action_probability, mode, difficulty)."""
+    kwargs = {"render_mode": render_mode, **env_kwargs}
     if not env_id.split(":")[-1].split("/")[-1].split("-")[0].endswith("NoFrameskip"):
         kwargs["frameskip"] = (
             1  # AtariPreprocessing skips frames itself; v5 ids keep sticky actions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import gymnasium as gym
@@ -16,12 +17,90 @@ from derl.errors import UsageError
 VECTORIZATIONS = ("sync", "async")
 
 
-def make_single(env_id: str, render_mode: str | None = None) -> gym.Env:
-    """One env with the preprocessing of its family and episode statistics of the true reward."""
+class FlatObservations(gym.ObservationWrapper):
+    """Dict, Tuple and discrete observations as one flat vector (gymnasium.spaces.flatten: one-hot
+    for discrete parts); a Box passes unchanged. derl's runners and replay buffers carry one array
+    per step; the network splits the vector back into its parts (derl.models.unflatten).
+    `structured_space` keeps the env's own space, which the network is built for."""
+
+    stateless = True  # nothing to save in a checkpoint (derl.env.state skips it)
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.structured_space = env.observation_space
+        self.flat = not isinstance(env.observation_space, gym.spaces.Box)
+        if self.flat:
+            try:
+                self.observation_space = gym.spaces.flatten_space(env.observation_space)
+            except NotImplementedError:
+                raise UsageError(
+                    f"observation space {env.observation_space} is not supported; derl takes "
+                    "Box, Discrete, MultiDiscrete, MultiBinary, and Dict or Tuple of those"
+                ) from None
+
+    def observation(self, observation):
+        return gym.spaces.flatten(self.structured_space, observation) if self.flat else observation
+
+
+def call_env_fn(env_fn: Callable, render_mode: str | None) -> gym.Env:
+    """The user's env, with `render_mode` only when filming (a factory need not take it)."""
+    name = getattr(env_fn, "__qualname__", repr(env_fn))
+    if render_mode is None:
+        env = env_fn()
+    else:
+        try:
+            env = env_fn(render_mode=render_mode)
+        except TypeError as exc:
+            if "render_mode" not in str(exc):
+                raise
+            raise UsageError(
+                f"env_fn {name} takes no render_mode, so its env cannot be filmed; "
+                "let it accept render_mode=None and pass it to the env"
+            ) from None
+    if not isinstance(env, gym.Env):
+        raise UsageError(f"env_fn {name} must return a gymnasium.Env, not {type(env).__name__}")
+    return env
+
+
+def make_single(
+    env_id: str,
+    render_mode: str | None = None,
+    env_kwargs: dict | None = None,
+    env_fn: Callable | None = None,
+) -> gym.Env:
+    """One env with the preprocessing of its family and episode statistics of the true reward.
+
+    `env_fn`: the user's factory instead of gymnasium.make(env_id, **env_kwargs).
+    """
+    if env_fn is not None:
+        return FlatObservations(RecordEpisodeStatistics(call_env_fn(env_fn, render_mode)))
     register_ids(env_id)  # again here: async workers are fresh processes
-    if family(env_id) == "atari":
-        return make_atari(env_id, render_mode=render_mode)
-    return RecordEpisodeStatistics(gym.make(env_id, render_mode=render_mode))
+    env_kwargs = env_kwargs or {}
+    try:
+        if family(env_id) == "atari":
+            env = make_atari(env_id, render_mode=render_mode, **env_kwargs)
+        else:
+            env = RecordEpisodeStatistics(gym.make(env_id, render_mode=render_mode, **env_kwargs))
+    except TypeError as exc:
+        if not env_kwargs:
+            raise
+        raise UsageError(f"--env-kwargs {env_kwargs} do not fit {env_id}: {exc}") from None
+    return FlatObservations(env)
+
+
+def observation_space(env: gym.vector.VectorEnv) -> gym.Space:
+    """The observation space of one of `env`'s envs as the env defines it (a Dict stays a Dict),
+    which networks are built for; `env.single_observation_space` is what the runner carries."""
+    return getattr(env, "structured_observation_space", None) or env.single_observation_space
+
+
+def user_env_fn(config, env_fn: Callable | None = None) -> Callable | None:
+    """The env factory of a run: `env_fn` when given, else the one its config names, if any."""
+    from derl.custom import import_function
+
+    if env_fn is not None or not config.env_fn:
+        return env_fn
+    return import_function(config.env_fn, "env_fn")
 
 
 def make(
@@ -31,19 +110,25 @@ def make(
     vectorization: str = "sync",
     normalize: bool | None = None,
     gamma: float = 0.99,
+    env_kwargs: dict | None = None,
+    env_fn: Callable | None = None,
 ) -> gym.vector.VectorEnv:
     """A gymnasium vector env of `num_envs` copies of `env_id`, reset with `seed`.
 
     Episodes end with terminated/truncated kept apart; a finished env is reset in the same step
     and its real last observation is in `info["final_obs"]` (gymnasium's SAME_STEP autoreset).
     `normalize=None` turns observation and reward normalisation on for MuJoCo and pybullet.
+    `env_kwargs` go to gymnasium.make; `env_fn`, a function returning a gymnasium.Env, makes
+    each env instead (then `env_id` is only a name). Observations that are not a Box arrive
+    flattened (`FlatObservations`); `observation_space(env)` gives their structure.
     """
-    fam = family(env_id)  # raises UsageError for unknown ids and missing extras
+    # family() raises UsageError for unknown ids and missing extras
+    fam = "custom" if env_fn is not None else family(env_id)
     if vectorization not in VECTORIZATIONS:
         raise UsageError(f"vectorization must be one of {VECTORIZATIONS}, got {vectorization!r}")
     if num_envs < 1:
         raise UsageError(f"num_envs must be >= 1, got {num_envs}")
-    fns = [partial(make_single, env_id) for _ in range(num_envs)]
+    fns = [partial(make_single, env_id, None, env_kwargs, env_fn) for _ in range(num_envs)]
     vector_cls = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
     try:
         env = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -52,8 +137,10 @@ def make(
         raise UsageError(
             f'{env_id!r} cannot be made ({exc}); pip install "derl[{extra}]"'
         ) from None
+    structured = env.get_attr("structured_space")[0]
     if normalize or (normalize is None and fam == "mujoco"):
         env = VecNormalize(env, gamma=gamma)
+    env.structured_observation_space = structured
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env

@@ -19,7 +19,8 @@ _SKIP = {"_np_random_seed", "_cached_spec", "spec", "metadata", "render_mode"}
 
 def _plain(value: Any) -> bool:
     if isinstance(value, (bool, int, float, str, type(None), np.ndarray, np.generic)):
-        return not (isinstance(value, np.ndarray) and value.dtype == object)
+        # numbers only: torch cannot hold object or string arrays (FrozenLake's map is bytes)
+        return not isinstance(value, np.ndarray) or value.dtype.kind in "biufc"
     if isinstance(value, (list, tuple, deque)):
         return all(_plain(v) for v in value)
     return False
@@ -58,8 +59,17 @@ def _simulator_state(env: gym.Env) -> dict | None:
     return {}
 
 
+def _stateful(env: gym.Env) -> gym.Env:
+    """`env` without the outer layers that hold no state (`stateless = True`, e.g. derl's
+    observation flattening), so that checkpoints written before such a layer existed still fit."""
+    while getattr(type(env), "stateless", False):
+        env = env.env
+    return env
+
+
 def get_env_state(env: gym.Env) -> dict | None:
     """Plain-data state of a single env and every wrapper around it, or None if not capturable."""
+    env = _stateful(env)
     simulator = _simulator_state(env.unwrapped)
     if simulator is None:
         return None
@@ -73,7 +83,7 @@ def get_env_state(env: gym.Env) -> dict | None:
 
 
 def set_env_state(env: gym.Env, state: dict) -> None:
-    layer = env
+    env = layer = _stateful(env)
     for saved in state["layers"]:
         for name, entry in saved.items():
             if "rng" in entry:

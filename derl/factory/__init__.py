@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from derl import checkpoint
-from derl.env.families import family
+from derl.env import families
 from derl.errors import UsageError
 from derl.factory import a2c, dqn, ppo, presets, sac, td3
 from derl.factory.a2c import A2CConfig, make_a2c
@@ -66,22 +66,34 @@ def spec_of(config: Config) -> AlgSpec:
 
 
 def preset_values(
-    alg: str, env_id: str, config_file: str | None = None
+    alg: str, env_id: str, config_file: str | None = None, family: str | None = None
 ) -> tuple[dict, dict[str, str]]:
     """The values the layers under the flags give `alg` on `env_id` (family preset, env preset,
-    config file), and for each the layer it came from."""
+    config file), and for each the layer it came from. `family` names the family preset of an
+    env gymnasium does not know (one made by derl.train's env_fn); else the id decides."""
     spec = get_alg(alg)
-    layered = presets.layers(
-        alg, spec.config_cls, spec.presets, family(env_id), env_id, config_file
-    )
+    if family is not None and family not in FAMILIES:
+        raise UsageError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    fam = family or families.family(env_id)
+    layered = presets.layers(alg, spec.config_cls, spec.presets, fam, env_id, config_file)
     for source, values in layered:
         presets.check_keys(spec.config_cls, values, source)
     return presets.resolve(layered)
 
 
-def make_config(alg: str, env_id: str, config_file: str | None = None, **overrides) -> Config:
-    """The config of `alg` for `env_id`: family preset <- env preset <- config file <- overrides."""
-    values, _ = preset_values(alg, env_id, config_file)
+def make_config(
+    alg: str,
+    env_id: str,
+    config_file: str | None = None,
+    family: str | None = None,
+    **overrides,
+) -> Config:
+    """The config of `alg` for `env_id`: family preset <- env preset <- config file <- overrides.
+
+    For an env of your own that gymnasium does not know (trained with derl.train's env_fn),
+    `env_id` is only its name and `family` ("classic", "mujoco" or "atari") picks the preset.
+    """
+    values, _ = preset_values(alg, env_id, config_file, family)
     return build_config(get_alg(alg).config_cls, values, env_id=env_id, **overrides)
 
 
@@ -96,13 +108,28 @@ def config_from_dict(data: dict, source: str = "the config") -> Config:
     try:
         cls = get_alg(data["alg"]).config_cls
         values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        if data["alg"] in ("sac", "td3") and isinstance(values.get("hidden"), int):
-            values["hidden"] = f"{values['hidden']},{values['hidden']}"  # 0.2: 1 width, 2 layers
+        upgrade_hidden(data["alg"], values)
         config = cls(**values)
         config.validate()
     except (TypeError, ValueError) as exc:  # UsageError is a ValueError
         raise UsageError(f"{source} is damaged: {exc}") from None
     return config
+
+
+def upgrade_hidden(alg: str, values: dict) -> None:
+    """`hidden` as configs before 0.3 wrote it, as it is now (the same networks)."""
+    hidden, env_id = values.get("hidden"), values.get("env_id", "")
+    try:
+        image = families.family(env_id) == "atari"
+    except UsageError:
+        image = False
+    if alg in ("sac", "td3") and isinstance(hidden, int):  # 0.2: one width, two layers
+        values["hidden"] = f"{hidden},{hidden}"
+    elif alg in ("dqn", "rainbow") and isinstance(hidden, int):  # a width; 0: the default
+        width = hidden or (512 if image else 256)
+        values["hidden"] = str(width) if image else f"{width},{width}"
+    elif alg in ("ppo", "a2c") and image and "model" not in values:
+        values["hidden"] = ""  # the Nature CNN's heads had no hidden layers, whatever it said
 
 
 def checkpoint_config(state: dict, path: Path) -> Config:

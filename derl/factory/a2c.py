@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from derl.alg import A2CLoss, Alg, linear_schedule
+from derl.env import observation_space
 from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
 from derl.optim import RMSpropTF
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, NormalizeAdvantages, Transform
@@ -30,7 +31,7 @@ class A2CConfig(ActorCriticConfig):
 
 PRESETS = {
     # openai baselines A2C on Atari, with its TensorFlow RMSprop (rl-zoo: RMSpropTFLike).
-    "atari": dict(num_envs=8, num_train_steps=10_000_000, rmsprop_tf=True),
+    "atari": dict(num_envs=8, num_train_steps=10_000_000, rmsprop_tf=True, hidden=""),
     # rl-zoo's HalfCheetah A2C recipe (without its log-std and init tweaks).
     "mujoco": dict(
         num_envs=4,
@@ -47,10 +48,10 @@ PRESETS = {
 }
 
 
-def make_a2c(config: A2CConfig, env, device: torch.device, logger=None) -> Alg:
+def make_a2c(config: A2CConfig, env, device: torch.device, logger=None, model_fn=None) -> Alg:
     """A2C as a recipe: policy -> runner -> n-step (GAE) advantages -> one update per rollout."""
     policy = make_actor_critic_policy(
-        config, env.single_observation_space, env.single_action_space
+        config, observation_space(env), env.single_action_space, model_fn
     ).to(device)
     runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
     transforms = [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()]

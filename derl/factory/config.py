@@ -23,10 +23,13 @@ def hp(
     choices: tuple[str, ...] | None = None,
     device: bool = False,
     sizes: bool = False,
+    mapping: bool = False,
+    function: bool = False,
 ) -> Any:
     """A config field with its help text (shown by `derl <alg> -h`) and its bounds, which
     `Config.validate` checks: `at_least` (>=), `above` (>), `at_most` (<=), `below` (<), `choices`,
-    `device` (auto, cpu or cuda[:N]) and `sizes` (layer sizes such as "256,256")."""
+    `device` (auto, cpu or cuda[:N]), `sizes` (layer sizes such as "256,256"), `mapping` (a dict
+    of str keys) and `function` (module:function)."""
     bounds = dict(
         at_least=at_least,
         above=above,
@@ -35,11 +38,15 @@ def hp(
         choices=choices,
         device=device,
         sizes=sizes,
+        mapping=mapping,
+        function=function,
     )
     metadata = {
         "help": help,
         **{k: v for k, v in bounds.items() if v is not None and v is not False},
     }
+    if isinstance(default, dict):  # a mutable default: each config gets its own copy
+        return field(default_factory=lambda: dict(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -57,8 +64,14 @@ def bound_error(flag: str, value: Any, meta: dict) -> str | None:
     """What is wrong with `value` under the bounds in `meta`, or None."""
     if "choices" in meta and value not in meta["choices"]:
         return f"{flag} must be {' or '.join(meta['choices'])}, got {value!r}"
-    if meta.get("sizes") and not re.fullmatch(r"[1-9][0-9]*(,[1-9][0-9]*)*", str(value)):
-        return f"{flag} must be layer sizes such as 64,64 or 256,256, got {value!r}"
+    if meta.get("sizes") and not re.fullmatch(r"([1-9][0-9]*(,[1-9][0-9]*)*)?", str(value)):
+        return f"{flag} must be layer sizes such as 64,64 or 256,256 (or empty), got {value!r}"
+    if meta.get("mapping") and not (
+        isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    ):
+        return f'{flag} must be a JSON object such as \'{{"map_name": "8x8"}}\', got {value!r}'
+    if meta.get("function") and value and ":" not in value and not value.startswith("<"):
+        return f"{flag} must be module:function, got {value!r}"
     if meta.get("device") and not (value == "auto" or value.split(":")[0] in ("cpu", "cuda")):
         return f"{flag} must be auto, cpu or cuda[:N], got {value!r}"
     low, high = meta.get("at_least"), meta.get("at_most")
@@ -80,8 +93,11 @@ def bound_error(flag: str, value: Any, meta: dict) -> str | None:
 
 
 def layer_sizes(text: str) -> tuple[int, ...]:
-    """ "256,256" -> (256, 256)."""
-    return tuple(int(size) for size in text.split(","))
+    """ "256,256" -> (256, 256); "" -> ()."""
+    return tuple(int(size) for size in text.split(",") if size)
+
+
+ACTIVATION_NAMES = ("tanh", "relu", "elu", "gelu", "silu", "leaky_relu")
 
 
 def flag(name: str) -> str:
@@ -93,6 +109,21 @@ class Config:
     """Options every algorithm shares."""
 
     env_id: str = hp("CartPole-v1", "gymnasium env id; picks the atari / mujoco / classic preset")
+    env_kwargs: dict = hp(
+        {}, 'keyword arguments of gymnasium.make, as JSON: \'{"map_name": "8x8"}\'', mapping=True
+    )
+    env_fn: str = hp(
+        "",
+        "module:function making the env instead of gymnasium.make(env_id) (recorded by "
+        "derl.train(config, env_fn=...))",
+        function=True,
+    )
+    model: str = hp(
+        "",
+        "module:function (observation_space, action_space, config) -> torch.nn.Module: your "
+        "encoder of observations into [batch, features]; --hidden layers and the heads go on top",
+        function=True,
+    )
     seed: int = hp(0, "seed of torch, numpy and the envs (env i gets seed + i)")
     device: str = hp("auto", "auto (cuda when available), cpu or cuda[:N]", device=True)
     logdir: str | None = hp(
@@ -149,13 +180,32 @@ class ActorCriticConfig(Config):
     anneal_lr: bool = hp(True, "anneal the learning rate linearly to 0 over training")
     optimizer_eps: float = hp(1e-5, "optimizer epsilon", above=0)
     max_grad_norm: float = hp(0.5, "clip the global gradient norm to this value", above=0)
-    hidden: str = hp("64,64", "hidden layer sizes of the policy and value MLPs", sizes=True)
-    activation: str = hp("tanh", "activation of the MLPs", choices=("tanh", "relu"))
+    hidden: str = hp(
+        "64,64",
+        "hidden layer sizes of the policy and value MLPs (empty: heads on the encoder)",
+        sizes=True,
+    )
+    activation: str = hp("tanh", "activation of the MLPs", choices=ACTIVATION_NAMES)
     log_std_init: float = hp(0.0, "initial log std of Gaussian actions")
     ortho_init: bool = hp(True, "orthogonal init (openai baselines); off: torch's default")
 
 
-def make_actor_critic_policy(config: ActorCriticConfig, observation_space, action_space):
+def make_encoder(config: Config, observation_space, action_space, model_fn=None):
+    """The encoder of the user's network (`model_fn`, else `config.model` imported), or None:
+    then the network builder uses derl's own (derl.models.make_encoder) where it needs one."""
+    from derl.custom import import_function
+    from derl.models import UserEncoder
+
+    if model_fn is None and not config.model:
+        return None
+    fn = model_fn or import_function(config.model, "--model")
+    name = config.model or getattr(fn, "__qualname__", "model")
+    return UserEncoder(observation_space, fn(observation_space, action_space, config), name)
+
+
+def make_actor_critic_policy(
+    config: ActorCriticConfig, observation_space, action_space, model_fn=None
+):
     """The actor-critic a config describes (also what `derl.load` rebuilds)."""
     from derl.models import make_model
     from derl.policies import ActorCriticPolicy
@@ -167,8 +217,21 @@ def make_actor_critic_policy(config: ActorCriticConfig, observation_space, actio
         config.activation,
         config.log_std_init,
         config.ortho_init,
+        make_encoder(config, observation_space, action_space, model_fn),
     )
     return ActorCriticPolicy(model, action_space)
+
+
+def make_box_encoder(config: Config, observation_space, action_space, model_fn=None):
+    """A new encoder for SAC's and TD3's actor or critics: the user's, derl's for observations
+    that are not vectors, or None (the MLPs read vectors as they are)."""
+    from derl.models import is_vector
+    from derl.models import make_encoder as derl_encoder
+
+    encoder = make_encoder(config, observation_space, action_space, model_fn)
+    if encoder is None and not is_vector(observation_space):
+        encoder = derl_encoder(observation_space)
+    return encoder
 
 
 @dataclass(frozen=True)
@@ -204,6 +267,7 @@ class OffPolicyConfig(Config):
         at_most=1,
     )
     hidden: str = hp("256,256", "hidden layer sizes of the actor and the critics", sizes=True)
+    activation: str = hp("relu", "activation of the hidden layers", choices=ACTIVATION_NAMES)
     save_buffer: bool = hp(
         True, "checkpoints hold the replay buffer, so a resumed run continues exactly"
     )

@@ -8,8 +8,15 @@ import gymnasium as gym
 import torch
 
 from derl.alg.dqn import DQN, DQNLoss, make_target
+from derl.env import observation_space
 from derl.errors import UsageError
-from derl.factory.config import OffPolicyConfig, hp, make_replay_runner
+from derl.factory.config import (
+    OffPolicyConfig,
+    hp,
+    layer_sizes,
+    make_encoder,
+    make_replay_runner,
+)
 from derl.models import make_q_network
 from derl.policies import EpsilonGreedyPolicy
 
@@ -26,8 +33,11 @@ class DQNConfig(OffPolicyConfig):
     tau: float = 1.0
     save_buffer: bool = False  # about 7 GB for 1M Atari steps
 
-    hidden: int = hp(
-        0, "width of the hidden layers (0: 512 for images, 256 for vectors)", at_least=0
+    hidden: str = hp(
+        "256,256",
+        "hidden layer sizes: an MLP torso of all but the last, then the head's hidden layer "
+        "(images: the CNN's convolutions come first)",
+        sizes=True,
     )
     target_update_period: int = hp(8000, "env steps between target network updates", at_least=1)
     optimizer_eps: float = hp(1.5e-4, "Adam epsilon", above=0)
@@ -57,6 +67,7 @@ class DQNConfig(OffPolicyConfig):
         c51 = self.atoms == 1 or (self.atoms >= 2 and self.v_min < self.v_max)
         return [
             *super().relations(),
+            (self.hidden != "", "--hidden must name at least one size: the head's hidden layer"),
             (c51, "--atoms must be 1 (no C51) or >= 2 with --v-min < --v-max"),
         ]
 
@@ -76,7 +87,7 @@ _COMMON = dict(num_envs=1, vectorization="sync")
 PRESETS = {
     # The 2020 derl's default, fixed: 3-step double dueling DQN with prioritized replay; Adam
     # and the schedule of Dopamine / Rainbow (target every 32k frames, epsilon over 1M frames).
-    "atari": dict(**_COMMON, num_train_steps=10_000_000),
+    "atari": dict(**_COMMON, num_train_steps=10_000_000, hidden="512"),
     # rl-zoo's CartPole-v1 DQN (256-unit net, 128 updates every 256 steps). Double Q stays
     # off as there: with it, seed 0 had not solved CartPole by 50k steps (eval 38 vs 500).
     "classic": dict(
@@ -131,7 +142,9 @@ def check_discrete(env, name: str) -> int:
     return int(space.n)
 
 
-def make_dqn_policy(config: DQNConfig, observation_space, action_space) -> EpsilonGreedyPolicy:
+def make_dqn_policy(
+    config: DQNConfig, observation_space, action_space, model_fn=None
+) -> EpsilonGreedyPolicy:
     """The acting policy (also what `derl.load` rebuilds from a checkpoint)."""
     q_network = make_q_network(
         observation_space,
@@ -140,8 +153,10 @@ def make_dqn_policy(config: DQNConfig, observation_space, action_space) -> Epsil
         config.noisy,
         config.atoms,
         (config.v_min, config.v_max),
-        config.hidden or None,
+        layer_sizes(config.hidden),
         config.noisy_sigma0,
+        config.activation,
+        make_encoder(config, observation_space, action_space, model_fn),
     )
     return EpsilonGreedyPolicy(
         q_network,
@@ -152,10 +167,11 @@ def make_dqn_policy(config: DQNConfig, observation_space, action_space) -> Epsil
     )
 
 
-def make_dqn(config: DQNConfig, env, device: torch.device, logger=None) -> DQN:
+def make_dqn(config: DQNConfig, env, device: torch.device, logger=None, model_fn=None) -> DQN:
     """DQN as a recipe: Q network -> epsilon-greedy runner -> replay -> loss -> DQN."""
     check_discrete(env, "dqn")
-    policy = make_dqn_policy(config, env.single_observation_space, env.single_action_space)
+    obs_space = observation_space(env)
+    policy = make_dqn_policy(config, obs_space, env.single_action_space, model_fn)
     policy = policy.to(device)
     alpha = config.per_alpha if config.prioritized else 0.0
     runner = make_replay_runner(config, env, policy, device, logger, alpha, config.per_beta)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from derl.alg import Alg, PPOLoss, linear_schedule
+from derl.env import observation_space
 from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, NormalizeAdvantages, Transform
 
@@ -38,7 +39,8 @@ class PPOConfig(ActorCriticConfig):
 
 PRESETS = {
     # CleanRL ppo_atari / openai baselines ppo2 Atari.
-    "atari": dict(num_envs=8, num_train_steps=10_000_000),
+    # The Nature CNN with linear policy and value heads on its 512 features: no hidden layers.
+    "atari": dict(num_envs=8, num_train_steps=10_000_000, hidden=""),
     # CleanRL ppo_continuous_action / the PPO paper's MuJoCo setting.
     "mujoco": dict(
         num_envs=1,
@@ -72,10 +74,10 @@ PRESETS = {
 }
 
 
-def make_ppo(config: PPOConfig, env, device: torch.device, logger=None) -> Alg:
+def make_ppo(config: PPOConfig, env, device: torch.device, logger=None, model_fn=None) -> Alg:
     """PPO as a recipe: policy -> runner -> GAE -> minibatches -> loss -> Alg."""
     policy = make_actor_critic_policy(
-        config, env.single_observation_space, env.single_action_space
+        config, observation_space(env), env.single_action_space, model_fn
     ).to(device)
     runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
     runner = Transform(runner, [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()])

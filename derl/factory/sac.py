@@ -9,9 +9,16 @@ import numpy as np
 import torch
 
 from derl.alg.sac import SAC
+from derl.env import observation_space as observation_space_of
 from derl.errors import UsageError
-from derl.factory.config import OffPolicyConfig, hp, layer_sizes, make_replay_runner
-from derl.models import TwinQ
+from derl.factory.config import (
+    OffPolicyConfig,
+    hp,
+    layer_sizes,
+    make_box_encoder,
+    make_replay_runner,
+)
+from derl.models import ACTIVATIONS, TwinQ
 from derl.policies import SACPolicy
 
 
@@ -53,26 +60,34 @@ def check_box(env, name: str = "sac") -> gym.spaces.Box:
         )
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise UsageError(f"{name} squashes actions into their box, which must be finite: {space}")
-    obs_space = env.single_observation_space
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise UsageError(f"{name} takes 1-D Box observations, not {obs_space}")
     return space
 
 
-def make_sac_policy(config: SACConfig, observation_space, action_space) -> SACPolicy:
+def make_sac_policy(config: SACConfig, observation_space, action_space, model_fn=None):
     """The actor (also what `derl.load` rebuilds from a checkpoint)."""
-    hidden = layer_sizes(config.hidden)
-    return SACPolicy(observation_space.shape[0], action_space, hidden, config.learning_starts)
+    return SACPolicy(
+        gym.spaces.flatdim(observation_space),
+        action_space,
+        layer_sizes(config.hidden),
+        config.learning_starts,
+        ACTIVATIONS[config.activation],
+        make_box_encoder(config, observation_space, action_space, model_fn),
+    )
 
 
-def make_sac(config: SACConfig, env, device: torch.device, logger=None) -> SAC:
+def make_sac(config: SACConfig, env, device: torch.device, logger=None, model_fn=None) -> SAC:
     """SAC as a recipe: actor -> runner -> uniform replay -> twin critics -> SAC."""
     action_space = check_box(env)
-    obs_space = env.single_observation_space
-    policy = make_sac_policy(config, obs_space, action_space).to(device)
+    obs_space = observation_space_of(env)
+    policy = make_sac_policy(config, obs_space, action_space, model_fn).to(device)
     runner = make_replay_runner(config, env, policy, device, logger)
-    hidden = layer_sizes(config.hidden)
-    critic = TwinQ(obs_space.shape[0], action_space.shape[0], hidden).to(device)
+    critic = TwinQ(
+        gym.spaces.flatdim(obs_space),
+        action_space.shape[0],
+        layer_sizes(config.hidden),
+        ACTIVATIONS[config.activation],
+        make_box_encoder(config, obs_space, action_space, model_fn),  # the critics' own
+    ).to(device)
     return SAC(
         runner,
         critic,

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gymnasium as gym
 import torch
 
 from derl.alg.td3 import TD3
-from derl.factory.config import OffPolicyConfig, hp, layer_sizes, make_replay_runner
+from derl.env import observation_space as observation_space_of
+from derl.factory.config import (
+    OffPolicyConfig,
+    hp,
+    layer_sizes,
+    make_box_encoder,
+    make_replay_runner,
+)
 from derl.factory.sac import check_box
-from derl.models import TwinQ
+from derl.models import ACTIVATIONS, TwinQ
 from derl.policies import TD3Policy
 
 
@@ -43,23 +51,32 @@ PRESETS = {
 }
 
 
-def make_td3_policy(config: TD3Config, observation_space, action_space) -> TD3Policy:
+def make_td3_policy(config: TD3Config, observation_space, action_space, model_fn=None):
     """The actor (also what `derl.load` rebuilds from a checkpoint)."""
-    hidden = layer_sizes(config.hidden)
-    obs_dim = observation_space.shape[0]
     return TD3Policy(
-        obs_dim, action_space, hidden, config.learning_starts, config.exploration_noise
+        gym.spaces.flatdim(observation_space),
+        action_space,
+        layer_sizes(config.hidden),
+        config.learning_starts,
+        config.exploration_noise,
+        ACTIVATIONS[config.activation],
+        make_box_encoder(config, observation_space, action_space, model_fn),
     )
 
 
-def make_td3(config: TD3Config, env, device: torch.device, logger=None) -> TD3:
+def make_td3(config: TD3Config, env, device: torch.device, logger=None, model_fn=None) -> TD3:
     """TD3 as a recipe: actor -> runner -> uniform replay -> twin critics -> TD3."""
     action_space = check_box(env, "td3")
-    obs_space = env.single_observation_space
-    policy = make_td3_policy(config, obs_space, action_space).to(device)
+    obs_space = observation_space_of(env)
+    policy = make_td3_policy(config, obs_space, action_space, model_fn).to(device)
     runner = make_replay_runner(config, env, policy, device, logger)
-    hidden = layer_sizes(config.hidden)
-    critic = TwinQ(obs_space.shape[0], action_space.shape[0], hidden).to(device)
+    critic = TwinQ(
+        gym.spaces.flatdim(obs_space),
+        action_space.shape[0],
+        layer_sizes(config.hidden),
+        ACTIVATIONS[config.activation],
+        make_box_encoder(config, obs_space, action_space, model_fn),  # the critics' own
+    ).to(device)
     return TD3(
         runner,
         critic,

@@ -1,0 +1,53 @@
+"""Users' own functions by name: a network (`--model module:function`) or an env factory
+(`derl.train(config, env_fn=...)`) is recorded in config.json as `module:qualname`, so that
+`derl resume` and `derl.load` can import it again in another process."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from derl.errors import UsageError
+
+# Recorded for a function that cannot be imported by name (a lambda, a local function, one
+# defined in __main__): resuming or loading the run then needs it passed in again.
+UNIMPORTABLE = "<not importable>"
+
+
+def function_name(fn: Callable) -> str:
+    """`module:qualname` of `fn` when importing that gives `fn` back, else UNIMPORTABLE."""
+    module = getattr(fn, "__module__", None) or "?"
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
+    if module == "__main__" or "<" in qualname:
+        return f"{UNIMPORTABLE} {module}:{qualname}"
+    try:
+        found = import_function(f"{module}:{qualname}", "it")
+    except UsageError:
+        return f"{UNIMPORTABLE} {module}:{qualname}"
+    return f"{module}:{qualname}" if found is fn else f"{UNIMPORTABLE} {module}:{qualname}"
+
+
+def import_function(name: str, flag: str) -> Callable:
+    """The function named `module:qualname`, or a UsageError saying what is wrong with `flag`."""
+    if name.startswith(UNIMPORTABLE):
+        raise UsageError(
+            f"{flag} was {name[len(UNIMPORTABLE) :].strip()}, a function that cannot be imported "
+            "by name; pass it again from Python (derl.resume / derl.load take the same keyword)"
+        )
+    module_name, _, qualname = name.partition(":")
+    if not module_name or not qualname:
+        raise UsageError(f"{flag} must be module:function, got {name!r}")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(
+            f"{flag} {name}: cannot import module {module_name!r} ({exc}); make it importable "
+            "(PYTHONPATH, pip install) or pass the function from Python"
+        ) from None
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise UsageError(f"{flag} {name}: module {module_name!r} has no {qualname!r}")
+    if not callable(obj):
+        raise UsageError(f"{flag} {name} is not a function")
+    return obj
