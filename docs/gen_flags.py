@@ -196,7 +196,7 @@ def family_presets_markdown() -> str:
                 for fam in families
             ]
             rows.append("| " + " | ".join([f"`{flag(name)}`", show(default), *values]) + " |")
-        parts.append(f"#### {alg}\n\n" + "\n".join(rows) + "\n")
+        parts.append(f"### {alg}\n\n" + "\n".join(rows) + "\n")
     return "\n".join(parts)
 
 
@@ -220,7 +220,7 @@ def env_presets_markdown() -> str:
             rows.append(
                 f"| `{env_id}` ({fam}) | {cell(source)} | {cell(', '.join(changes) or 'none')} |"
             )
-        parts.append(f"#### {alg}\n\n" + "\n".join(rows) + "\n")
+        parts.append(f"### {alg}\n\n" + "\n".join(rows) + "\n")
     return "\n".join(parts)
 
 
