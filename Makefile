@@ -1,4 +1,4 @@
-# `make demo` and `make test` each set up .venv from scratch (if needed) and run.
+# `make demo`, `make test` and `make docs` each set up .venv from scratch (if needed) and run.
 # TORCH: the torch wheel to install first. 2.13.0 is a local CPU wheel on our build machines;
 # elsewhere pick what suits your hardware, e.g. `make test TORCH=torch`.
 PYTHON ?= python3
@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all lint docs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,17 @@ test-all: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check derl tests benchmarks
-	$(BIN)/ruff format --check derl tests benchmarks
+	$(BIN)/ruff check derl tests benchmarks docs/gen_flags.py
+	$(BIN)/ruff format --check derl tests benchmarks docs/gen_flags.py
+
+# The site (docs/, mkdocs.yml) into site/; --strict: any warning fails the build.
+# NO_MKDOCS_2_WARNING: mute mkdocs-material's banner about MkDocs 2.0.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_ppo.py
 	$(BIN)/python benchmarks/bench_offpolicy.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site
