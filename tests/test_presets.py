@@ -79,3 +79,16 @@ def test_a_bad_config_file_is_one_line_and_exit_2(content, suffix, message, tmp_
 def test_a_missing_config_file_is_one_line(tmp_path):
     with pytest.raises(UsageError, match="cannot read it"):
         derl.make_config("ppo", "CartPole-v1", config_file=str(tmp_path / "nope.yaml"))
+
+
+def test_config_file_values_take_the_fields_types(tmp_path):
+    # YAML 1.1 reads 5e-4 as a string; a width as an int; env_kwargs may be a mapping.
+    path = tmp_path / "mine.yaml"
+    path.write_text("lr: 5e-4\nhidden: 32\nnum_train_steps: 2e4\nenv_kwargs: {x: 1}\n")
+    config = derl.make_config("ppo", "CartPole-v1", config_file=str(path))
+    assert (config.lr, config.hidden, config.num_train_steps) == (5e-4, "32", 20_000)
+    assert config.env_kwargs == {"x": 1}
+    for bad in ("lr: fast", "normalize: 3", "num_envs: 2.5", "gamma: [1]"):
+        path.write_text(bad + "\n")
+        with pytest.raises(derl.UsageError, match=bad.split(":")[0] + " must be"):
+            derl.make_config("ppo", "CartPole-v1", config_file=str(path))

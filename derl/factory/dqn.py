@@ -48,6 +48,11 @@ class DQNConfig(OffPolicyConfig):
     )
     exploration_steps: int = hp(250_000, "env steps over which epsilon falls", at_least=0)
     double: bool = hp(True, "double Q-learning: the online net picks the next action")
+    td_loss: str = hp(
+        "huber",
+        "TD loss of non-C51 DQN: huber (Nature DQN, SB3) or mse (CleanRL's dqn.py)",
+        choices=("huber", "mse"),
+    )
     dueling: bool = hp(True, "dueling value and advantage streams")
     prioritized: bool = hp(True, "prioritized replay")
     per_alpha: float = hp(0.5, "prioritized replay: priority exponent", at_least=0)
@@ -175,7 +180,7 @@ def make_dqn(config: DQNConfig, env, device: torch.device, logger=None, model_fn
     policy = policy.to(device)
     alpha = config.per_alpha if config.prioritized else 0.0
     runner = make_replay_runner(config, env, policy, device, logger, alpha, config.per_beta)
-    loss = DQNLoss(policy.q_network, make_target(policy.q_network), config.double)
+    loss = DQNLoss(policy.q_network, make_target(policy.q_network), config.double, config.td_loss)
     optimizer = torch.optim.Adam(
         policy.q_network.parameters(), lr=config.lr, eps=config.optimizer_eps, fused=True
     )  # fused: one kernel for all parameters (as in PPO and SAC)

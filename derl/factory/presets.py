@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,41 @@ def read_config_file(path: str | Path) -> dict:
             f"--config {path} is not valid {path.suffix[1:].upper()}: {first}"
         ) from None
     data = {} if data is None else data
-    if not isinstance(data, dict) or any(isinstance(v, dict) for v in data.values()):
+    if not isinstance(data, dict):
         raise UsageError(f"--config {path} must be a flat mapping of hyperparameter: value")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def typed(config_cls: type, values: dict, where: str) -> dict:
+    """`values` of a config file as the fields' types, or a one-line UsageError. YAML 1.1 reads
+    `5e-4` as a string and TOML `lr = 1` as an int: both are fine numbers for a float field."""
+    hints = typing.get_type_hints(config_cls)
+    out = {}
+    for name, value in values.items():
+        kind = hints[name]
+        kind = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        try:
+            if kind is not dict and isinstance(value, dict | list):
+                raise ValueError
+            if kind is bool and not isinstance(value, bool):
+                raise ValueError
+            if kind is float and not isinstance(value, bool):
+                value = float(value)
+            elif kind is int and not isinstance(value, bool):
+                number = float(value)
+                if not number.is_integer():
+                    raise ValueError
+                value = int(number)
+            elif kind is str and isinstance(value, int | float) and not isinstance(value, bool):
+                value = str(value)  # hidden: 256
+            elif kind is dict and not isinstance(value, dict):
+                raise ValueError
+        except ValueError:
+            raise UsageError(
+                f"{where}: {name} must be {getattr(kind, '__name__', kind)}, got {value!r}"
+            ) from None
+        out[name] = value
+    return out
 
 
 def check_keys(config_cls: type, values: dict, where: str) -> None:
@@ -92,6 +125,7 @@ def layers(
     if config_file is not None:
         from_file = read_config_file(config_file)
         check_keys(config_cls, from_file, f"--config {config_file}")
+        from_file = typed(config_cls, from_file, f"--config {config_file}")
         found.append((f"--config {config_file}", from_file))
     return found
 
