@@ -40,8 +40,9 @@ class Logger:
         if self._writer is None and self.logdir is not None:
             from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
 
-            # A resumed run drops what the interrupted one wrote after its checkpoint.
-            purge_step = self.start_step if self.purge else None
+            # A resumed run drops what the interrupted one wrote after its checkpoint, and keeps
+            # what it wrote at the checkpoint's step (TensorBoard drops steps >= purge_step).
+            purge_step = self.start_step + 1 if self.purge else None
             self._writer = SummaryWriter(self.logdir, purge_step=purge_step)
         return self._writer
 
