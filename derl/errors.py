@@ -29,3 +29,12 @@ class WriteError(DerlError):
     """A checkpoint could not be written (disk full, permission denied); earlier ones are intact."""
 
     exit_status = 4
+
+
+def exit_status(exc: BaseException | None) -> int:
+    """The status `derl` exits with after `exc` ends a run (None: it ended well)."""
+    if exc is None:
+        return 0
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return getattr(exc, "exit_status", 1)

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from derl.checkpoint import replacing
 from derl.env import family, make_single
 from derl.errors import UsageError
-
-VIDEO_SUFFIXES = (".mp4", ".gif")
+from derl.video import VIDEO_SUFFIXES, write_video
 
 
 @contextmanager
@@ -64,19 +62,11 @@ def follow_with_camera(env) -> None:
         renderer.camera_id = camera
 
 
-def record_video(
-    agent,
-    path: str | os.PathLike,
-    seed: int = 10_000,
-    deterministic: bool = True,
-    max_steps: int = 5_000,
-) -> float:
-    """Film one episode (Atari: one whole game) to an .mp4 or .gif; returns its return."""
-    path = Path(path)
-    if path.suffix not in VIDEO_SUFFIXES:
-        raise UsageError(f"--video {path}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
-    import imageio.v3 as iio  # only when filming
-
+def film_episode(
+    agent, seed: int = 10_000, deterministic: bool = True, max_steps: int = 5_000
+) -> tuple[np.ndarray, float, float]:
+    """One episode (Atari: one whole game) as frames (T, H, W, 3), the frames per second to play
+    them at, and its return (nan when `max_steps` ended the film first)."""
     config = agent.config
     env = make_single(config.env_id, "rgb_array", config.env_kwargs, agent.env_fn)
     follow_with_camera(env)
@@ -95,9 +85,20 @@ def record_video(
     env.close()
     if agent.env_fn is None and family(config.env_id) == "atari":
         fps = 60 / 4  # one frame per agent step, four emulator frames each
-    with replacing(path) as tmp:  # a failed write keeps the video that was there
-        if path.suffix == ".gif":
-            iio.imwrite(tmp, np.stack(frames), duration=1000 / fps, loop=0)
-        else:
-            iio.imwrite(tmp, np.stack(frames), fps=fps, macro_block_size=1)
+    return np.stack(frames), fps, episode_return
+
+
+def record_video(
+    agent,
+    path: str | os.PathLike,
+    seed: int = 10_000,
+    deterministic: bool = True,
+    max_steps: int = 5_000,
+) -> float:
+    """Film one episode (Atari: one whole game) to an .mp4 or .gif; returns its return."""
+    path = Path(path)
+    if path.suffix not in VIDEO_SUFFIXES:
+        raise UsageError(f"--video {path}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
+    frames, fps, episode_return = film_episode(agent, seed, deterministic, max_steps)
+    write_video(frames, fps, path)  # a failed write keeps the video that was there
     return episode_return

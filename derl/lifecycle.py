@@ -46,6 +46,7 @@ class Lifecycle:
     ):
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
         self.start = self.last_checkpoint = self.last_eval = alg.runner.step_count
+        self.last_video = self.start
         self.stop_requested, self.stop_after = False, stop_after
         self.callbacks, self.stopped_by = list(callbacks), ""
         self.env_fn = env_fn  # the user's env factory, for evaluation envs
@@ -65,6 +66,9 @@ class Lifecycle:
                 self.checkpoint(step)
             if self.config.eval_every and step - self.last_eval >= self.config.eval_every:
                 self.evaluate(step)
+            video_every = self.config.capture_video_every
+            if video_every and step - self.last_video >= video_every:
+                self.capture_video(step)
         if self.stopped_by:
             self.finish(step)
             raise Stopped(self.stopped_by)
@@ -90,9 +94,11 @@ class Lifecycle:
         self.emit("on_update", step, metrics=metrics)
 
     def finish(self, step: int) -> None:
-        """End of training: a last evaluation (when asked for) and a last checkpoint."""
+        """End of training: a last evaluation and video (when asked for) and a last checkpoint."""
         if self.config.eval_every and self.last_eval != step:
             self.evaluate(step)
+        if self.config.capture_video_every and self.last_video != step:
+            self.capture_video(step)
         self.checkpoint(step)
 
     def checkpoint(self, step: int) -> Path:
@@ -173,6 +179,16 @@ class Lifecycle:
             state = snapshot(self.alg, self.config, policy_only=True, eval_return=mean, step=step)
             self.save(state, self.logdir / BEST)
         self.emit("on_evaluation", step, eval_return=mean)
+
+    def capture_video(self, step: int) -> None:
+        """One deterministic episode of the agent as it is now, filmed as `derl eval --video`
+        films it, to LOGDIR/videos, TensorBoard and W&B (--capture-video-every)."""
+        from derl.agent import Agent
+        from derl.evaluate import film_episode
+
+        frames, fps, _ = film_episode(Agent.from_alg(self.alg, self.config, self.env_fn))
+        self.logger.video("eval/video", frames, fps, step)
+        self.last_video = step
 
     def on_sigint(self, signum, frame) -> None:
         if self.stop_requested:  # pressed twice: stop now

@@ -1,4 +1,5 @@
-"""The one logger: TensorBoard scalars and a progress bar, every scalar on the env-step axis.
+"""The one logger: TensorBoard scalars, videos and a progress bar, every scalar on the env-step
+axis, and the same to Weights & Biases with --track.
 
 Runners and algorithms hand it numbers; it never reaches back into them.
 """
@@ -7,9 +8,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
+
+from derl.errors import exit_status
 
 
 class Logger:
@@ -33,6 +38,7 @@ class Logger:
         self.purge = purge  # drop events an earlier, interrupted process wrote after start_step
         self.last_time, self.last_step = time.perf_counter(), start_step
         self.step_time = self.last_time  # when `step` was reached
+        self.tracker = None  # a derl.tracking.Tracker with --track: gets what TensorBoard gets
 
     @property
     def writer(self):
@@ -40,8 +46,9 @@ class Logger:
         if self._writer is None and self.logdir is not None:
             from torch.utils.tensorboard import SummaryWriter  # slow import: only when writing
 
-            # A resumed run drops what the interrupted one wrote after its checkpoint.
-            purge_step = self.start_step if self.purge else None
+            # A resumed run drops what the interrupted one wrote after its checkpoint, and keeps
+            # what it wrote at the checkpoint's step (TensorBoard drops steps >= purge_step).
+            purge_step = self.start_step + 1 if self.purge else None
             self._writer = SummaryWriter(self.logdir, purge_step=purge_step)
         return self._writer
 
@@ -61,6 +68,34 @@ class Logger:
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
             self.writer.add_scalar(tag, value, step)
+        if self.tracker is not None:
+            self.tracker.log(tag, value, step)
+
+    def video(self, tag: str, frames: np.ndarray, fps: float, step: int) -> Path | None:
+        """One filmed episode (frames T, H, W, 3) at env step `step`: LOGDIR/videos/step-<step>.mp4
+        (W&B gets that file) and a smaller animated GIF among TensorBoard's images. The GIF is
+        what `SummaryWriter.add_video` writes, but add_video needs moviepy, and imports the
+        `moviepy.editor` that moviepy 2 removed."""
+        if self.logdir is None:
+            return None
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        from derl.video import gif, preview, write_video
+
+        path = write_video(frames, fps, Path(self.logdir) / "videos" / f"step-{step:012d}.mp4")
+        small = preview(frames)
+        image = Summary.Image(
+            height=small.shape[1],
+            width=small.shape[2],
+            colorspace=small.shape[3],
+            encoded_image_string=gif(small, fps),
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        # SummaryWriter has no public call for a ready-made summary: add_video makes this one.
+        self.writer._get_file_writer().add_summary(summary, step)
+        if self.tracker is not None:
+            self.tracker.video(tag, path, step)
+        return path
 
     def episode(self, episode_return: float, length: int, step: int) -> None:
         """One finished episode (the true return: Atari game score, unnormalised reward)."""
@@ -108,12 +143,25 @@ class Logger:
             return float("nan")
         return sum(self.recent_returns) / len(self.recent_returns)
 
-    def close(self) -> None:
-        self.flush()
-        if self._bar is not None:
-            self._bar.close()
-        if self._writer is not None:
-            self._writer.close()
+    def close(self, exit_code: int = 0) -> None:
+        """Writes what is pending and closes the writers; `exit_code` (derl's exit status) says
+        W&B whether the run ended well."""
+        try:
+            self.flush()
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            if self._writer is not None:
+                self._writer.close()
+            if self.tracker is not None:
+                self.tracker.finish(exit_code)
+                self.tracker = None
+
+    def __enter__(self) -> Logger:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.close(exit_status(exc))
 
 
 def _mean(values: list) -> float:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import derl.env
-from derl import checkpoint, lock
+from derl import checkpoint, lock, tracking
 from derl.alg import Alg
 from derl.alg.base import Algorithm, flush_denormals
 from derl.callbacks import Callback
@@ -111,6 +111,10 @@ def build(
         torch.set_num_threads(config.threads)
     spec = spec_of(config)
     device = resolve_device(config.device)
+    if config.track:
+        tracking.check_available()
+    if config.capture_video_every:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo; read when mujoco loads
     logdir = logdir or (Path(config.logdir) if config.logdir else default_logdir(spec.name, config))
     new_run = resume_state is None and not restart
     if new_run:
@@ -132,7 +136,7 @@ def build(
     logger = Logger(
         str(logdir), config.num_train_steps, progress=progress, start_step=start, purge=not new_run
     )
-    cleanup.callback(logger.close)
+    cleanup.enter_context(logger)  # closed with the exit status, which W&B is told
     alg = spec.make(config, env, device, logger, model)
     if resume_state is not None:
         alg.load_state_dict(resume_state["state"])
@@ -144,12 +148,15 @@ def build(
         create_logdir(logdir)
         cleanup.enter_context(lock.hold(logdir))
         check_new_logdir(logdir)  # another process may have started one meanwhile
-        resolved = {
-            "alg": spec.name,
-            **dataclasses.asdict(config),
-            "logdir": str(logdir),
-            "resolved_device": str(device),
-        }
+    resolved = {
+        "alg": spec.name,
+        **dataclasses.asdict(config),
+        "logdir": str(logdir),
+        "resolved_device": str(device),
+    }
+    if config.track:  # before config.json: a W&B that cannot start leaves no run to resume
+        logger.tracker = tracking.start(config, resolved, logdir)
+    if new_run:
         write_config(logdir / "config.json", resolved)
     # First: a checkpoint holds the state before other hooks act at its step (e.g. new
     # noise for noisy nets), so that a resumed run repeats them exactly.

@@ -13,6 +13,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from conftest import scalars
 
 import derl
 from derl import checkpoint
@@ -140,6 +141,16 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
     result = resume(logdir, progress=False)
     assert "falling back" in capsys.readouterr().err
     assert result.env_steps >= 4096
+
+
+def test_resumed_run_keeps_the_tensorboard_points_of_its_checkpoint_step(tmp_path):
+    logdir = tmp_path / "run"
+    derl.train(config(logdir, num_train_steps=2048), progress=False, stop_after=1280)
+    resume(logdir, progress=False)
+    # PPO's classic preset updates every 8 envs x 32 steps; the points at 1280 were written
+    # before the checkpoint the run resumed from, and must survive TensorBoard's purge.
+    steps = [e.step for e in scalars(logdir)["train/value_loss"]]
+    assert steps == list(range(256, 2049, 256))
 
 
 def test_eval_prints_mean_and_writes_playable_videos(tmp_path, capsys):

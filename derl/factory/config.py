@@ -148,6 +148,16 @@ class Config:
     )
     eval_episodes: int = hp(10, "episodes per evaluation", at_least=1)
     threads: int = hp(0, "torch CPU threads (0: torch's default, one per core)", at_least=0)
+    capture_video_every: int = hp(
+        0,
+        "env steps between videos of one deterministic episode of the agent, to LOGDIR/videos, "
+        "TensorBoard and W&B (0: never)",
+        at_least=0,
+    )
+    track: bool = hp(False, 'log the run to Weights & Biases (pip install "derl[wandb]")')
+    wandb_project: str = hp("derl", "W&B project of --track")
+    wandb_entity: str | None = hp(None, "W&B entity (user or team) of --track (None: yours)")
+    wandb_group: str | None = hp(None, "W&B group of --track, e.g. the seeds of one config")
 
     def validate(self) -> None:
         """Raise UsageError for values that cannot work: each field's declared bounds, then the
