@@ -184,11 +184,22 @@ def eval_command(argv: list[str]) -> int:
     parser = Parser(prog="derl eval", description=COMMANDS["eval"])
     parser.add_argument("path", help="a logdir (its newest checkpoint) or a checkpoint file")
     parser.add_argument("--episodes", type=integer, default=10, help="episodes to run (default 10)")
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="take the most likely action instead of sampling",
+    # Deterministic by default, as derl.load(...).act, derl.evaluate.evaluate and training's own
+    # evaluations (and SB3's evaluate_policy): the numbers agree wherever they come from.
+    actions = parser.add_mutually_exclusive_group()
+    actions.add_argument(
+        "--stochastic",
+        dest="deterministic",
+        action="store_false",
+        help="sample actions from the policy instead of taking the most likely one",
     )
+    actions.add_argument(
+        "--deterministic",
+        dest="deterministic",
+        action="store_true",
+        help="take the most likely action (the default)",
+    )
+    parser.set_defaults(deterministic=True)
     parser.add_argument("--seed", type=integer, default=10_000, help="seed of the eval env")
     parser.add_argument("--video", help="film one episode to this .mp4 or .gif")
     parser.add_argument(

@@ -138,3 +138,22 @@ def test_existing_run_is_never_overwritten(tmp_path, capsys):
     assert main(argv) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (logdir / "config.json").read_text() == before
+
+
+def test_eval_is_deterministic_by_default_as_the_python_api(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    argv = ["ppo", "--env-id", "Pendulum-v1", "--num-train-steps", "2048", "--num-envs", "1"]
+    assert main([*argv, "--logdir", str(logdir)]) == 0
+    capsys.readouterr()
+
+    def mean(*flags):
+        assert main(["eval", str(logdir), "--episodes", "2", *flags]) == 0
+        return capsys.readouterr().out
+
+    from derl.agent import load
+    from derl.evaluate import evaluate
+
+    expected = evaluate(load(logdir), 2)  # the Python API: deterministic
+    assert f"{expected.mean():.2f}" in mean()
+    assert mean() == mean("--deterministic")
+    assert mean("--stochastic") != mean()  # Gaussian samples change the returns

@@ -360,3 +360,16 @@ def test_stop_on_reward_needs_evaluations(tmp_path):
     with pytest.raises(ValueError, match="eval_every"):
         derl.train(config, progress=False, env_fn=make_signs, callbacks=[StopOnReward(1)])
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Your own networks, envs and callbacks") :]
+    code = section[section.index("```python") + len("```python") : section.index("```\n", 10)]
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__main__"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["result"].stopped_by in ("StopOnReward", "")
+    assert (tmp_path / "runs" / "mine" / "config.json").exists()
