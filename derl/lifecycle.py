@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from derl import checkpoint, guard
@@ -41,7 +42,7 @@ class Lifecycle:
         logdir: Path,
         logger: Logger,
         stop_after: int | None = None,
-        callbacks: list[Callback] | tuple = (),
+        callbacks: Sequence[Callback] = (),
         env_fn=None,
     ):
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger

@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 import derl.env
 from derl import checkpoint, lock, tracking
-from derl.alg import Alg
 from derl.alg.base import Algorithm, flush_denormals
 from derl.callbacks import Callback
 from derl.custom import function_name
@@ -48,7 +48,7 @@ def default_logdir(alg: str, config: Config) -> Path:
 
 @dataclass
 class TrainResult:
-    alg: Alg
+    alg: Algorithm
     config: Config
     logdir: Path
     mean_return: float  # over the last 100 episodes
@@ -82,7 +82,7 @@ class Run:
 def with_user_code(config: Config, model: Callable | None, env_fn: Callable | None) -> Config:
     """`config` recording the user's network and env factory by name (config.json, checkpoints),
     so that `derl resume` and `derl.load` can import them again."""
-    names = {}
+    names: dict[str, Any] = {}
     if model is not None:
         names["model"] = function_name(model)
     if env_fn is not None:
@@ -292,7 +292,7 @@ def resume(
     be loaded (starting over would replace them). `model` and `env_fn`: as `train`'s, needed
     when the run's own cannot be imported by the name config.json recorded.
     """
-    user = dict(model=model, env_fn=env_fn, callbacks=callbacks)
+    user: dict[str, Any] = dict(model=model, env_fn=env_fn, callbacks=callbacks)
     logdir = Path(logdir)
     if not logdir.is_dir():
         what = "is not a directory" if logdir.exists() else "does not exist"

@@ -89,7 +89,7 @@ class RainbowConfig(DQNConfig):
 
 
 _COMMON = dict(num_envs=1, vectorization="sync")
-PRESETS = {
+PRESETS: dict[str, dict] = {
     # The 2020 derl's default, fixed: 3-step double dueling DQN with prioritized replay; Adam
     # and the schedule of Dopamine / Rainbow (target every 32k frames, epsilon over 1M frames).
     "atari": dict(**_COMMON, num_train_steps=10_000_000, hidden="512"),
@@ -120,7 +120,7 @@ PRESETS = {
         eval_episodes=10,
     ),
 }
-RAINBOW_PRESETS = {
+RAINBOW_PRESETS: dict[str, dict] = {
     # Hessel et al. 2018, Table 1: Adam 6.25e-5 (eps 1.5e-4), v in [-10, 10], learning from
     # 80k frames on, which is 20k agent steps at frame skip 4 (derl counts agent steps).
     "atari": {**PRESETS["atari"], "lr": 6.25e-5, "learning_starts": 20_000},

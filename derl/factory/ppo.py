@@ -10,6 +10,7 @@ from derl.alg import Alg, PPOLoss, linear_schedule
 from derl.env import observation_space
 from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, NormalizeAdvantages, Transform
+from derl.types import Runner
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class PPOConfig(ActorCriticConfig):
         ]
 
 
-PRESETS = {
+PRESETS: dict[str, dict] = {
     # CleanRL ppo_atari / openai baselines ppo2 Atari.
     # The Nature CNN with linear policy and value heads on its 512 features: no hidden layers.
     "atari": dict(num_envs=8, num_train_steps=10_000_000, hidden=""),
@@ -79,7 +80,9 @@ def make_ppo(config: PPOConfig, env, device: torch.device, logger=None, model_fn
     policy = make_actor_critic_policy(
         config, observation_space(env), env.single_action_space, model_fn
     ).to(device)
-    runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
+    runner: Runner = EnvRunner(
+        env, policy, config.num_runner_steps, config.num_train_steps, device, logger
+    )
     runner = Transform(runner, [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()])
     runner = Minibatches(runner, config.num_epochs, config.num_minibatches)
     if config.normalize_advantages:

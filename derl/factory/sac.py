@@ -41,7 +41,7 @@ _COMMON = dict(num_envs=1, vectorization="sync", normalize=False)
 # rl-zoo's Pendulum-v1 SAC (lr 1e-3) with 1000 random steps: a deterministic return near -150
 # from ~5k steps on (random play: ~-1200).
 _CLASSIC = dict(**_COMMON, num_train_steps=10_000, learning_starts=1_000, lr=1e-3, q_lr=1e-3)
-PRESETS = {
+PRESETS: dict[str, dict] = {
     # The SAC paper's MuJoCo setting (Table 1 of https://arxiv.org/abs/1812.05905), as in CleanRL's
     # sac_continuous_action (except its critic learning rate of 1e-3): lr 3e-4, batch 256,
     # tau 0.005, 1M buffer, one env, 5000 random steps.

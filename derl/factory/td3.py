@@ -43,7 +43,7 @@ class TD3Config(OffPolicyConfig):
 _COMMON = dict(num_envs=1, vectorization="sync", normalize=False)
 # Pendulum-v1: 1000 random steps, lr 1e-3 (as rl-zoo's TD3 there).
 _CLASSIC = dict(**_COMMON, num_train_steps=15_000, learning_starts=1_000, lr=1e-3, q_lr=1e-3)
-PRESETS = {
+PRESETS: dict[str, dict] = {
     # The paper's MuJoCo setting as in CleanRL's td3_continuous_action: lr 3e-4, batch 256,
     # 25k random steps, exploration noise 0.1, smoothing 0.2 clipped at 0.5, delay 2.
     "mujoco": dict(**_COMMON, num_train_steps=1_000_000),
