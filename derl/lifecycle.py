@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from derl import checkpoint, guard
@@ -43,7 +43,7 @@ class Lifecycle:
         logger: Logger,
         stop_after: int | None = None,
         callbacks: Sequence[Callback] = (),
-        env_fn=None,
+        env_fn: Callable | None = None,
     ):
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
         self.start = self.last_checkpoint = self.last_eval = alg.runner.step_count

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,6 +31,9 @@ from derl.factory import Config, checkpoint_config, read_config, spec_of
 from derl.lifecycle import Interrupted, Lifecycle, Stopped
 from derl.logger import Logger
 from derl.snapshot import seed_everything, set_rng_state
+
+if TYPE_CHECKING:
+    from derl.agent import Agent
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,7 +62,7 @@ class TrainResult:
     env_fn: Callable | None = None  # the user's env factory, if the run had one
 
     @property
-    def agent(self):
+    def agent(self) -> Agent:
         """The trained agent (`agent.act(obs)`, `derl.evaluate.evaluate(agent)`)."""
         from derl.agent import Agent
 

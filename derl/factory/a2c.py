@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from gymnasium.vector import VectorEnv
 
 from derl.alg import A2CLoss, Alg, linear_schedule
 from derl.env import observation_space
 from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
+from derl.logger import Logger
 from derl.optim import RMSpropTF
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, NormalizeAdvantages, Transform
 from derl.types import Runner
@@ -51,7 +53,13 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def make_a2c(config: A2CConfig, env, device: torch.device, logger=None, model_fn=None) -> Alg:
+def make_a2c(
+    config: A2CConfig,
+    env: VectorEnv,
+    device: torch.device,
+    logger: Logger | None = None,
+    model_fn: Callable | None = None,
+) -> Alg:
     """A2C as a recipe: policy -> runner -> n-step (GAE) advantages -> one update per rollout."""
     policy = make_actor_critic_policy(
         config, observation_space(env), env.single_action_space, model_fn

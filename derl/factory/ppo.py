@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from gymnasium.vector import VectorEnv
 
 from derl.alg import Alg, PPOLoss, linear_schedule
 from derl.env import observation_space
 from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
+from derl.logger import Logger
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, NormalizeAdvantages, Transform
 from derl.types import Runner
 
@@ -75,7 +78,13 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def make_ppo(config: PPOConfig, env, device: torch.device, logger=None, model_fn=None) -> Alg:
+def make_ppo(
+    config: PPOConfig,
+    env: VectorEnv,
+    device: torch.device,
+    logger: Logger | None = None,
+    model_fn: Callable | None = None,
+) -> Alg:
     """PPO as a recipe: policy -> runner -> GAE -> minibatches -> loss -> Alg."""
     policy = make_actor_critic_policy(
         config, observation_space(env), env.single_action_space, model_fn
