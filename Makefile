@@ -27,6 +27,7 @@ test-all: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check derl tests benchmarks docs/gen_flags.py
 	$(BIN)/ruff format --check derl tests benchmarks docs/gen_flags.py
+	$(BIN)/mypy derl
 
 # The site (docs/, mkdocs.yml) into site/; --strict: any warning fails the build.
 # NO_MKDOCS_2_WARNING: mute mkdocs-material's banner about MkDocs 2.0.

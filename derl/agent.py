@@ -12,10 +12,12 @@ import torch
 
 import derl.env
 from derl import checkpoint
+from derl.alg.base import Algorithm
 from derl.env.normalize import CLIP, EPS, VecNormalize, normalize_obs
 from derl.errors import UsageError
+from derl.factory.config import Config
 from derl.models import is_image
-from derl.policies import ActorCriticPolicy
+from derl.types import Policy
 
 
 class Agent:
@@ -23,8 +25,8 @@ class Agent:
 
     def __init__(
         self,
-        policy: ActorCriticPolicy,
-        config,
+        policy: Policy,
+        config: Config,
         observation_space: gym.Space,
         normalizer: dict | None = None,
         env_fn: Callable | None = None,
@@ -35,10 +37,11 @@ class Agent:
         self.observation_space, self.env_fn = observation_space, env_fn
         self.structured = not isinstance(observation_space, gym.spaces.Box)
         flat = gym.spaces.flatten_space(observation_space) if self.structured else observation_space
-        self.obs_shape, self.image = flat.shape, is_image(flat)
+        self.obs_shape: tuple[int, ...] = flat.shape or ()
+        self.image = is_image(flat)
 
     @classmethod
-    def from_alg(cls, alg, config, env_fn: Callable | None = None) -> Agent:
+    def from_alg(cls, alg: Algorithm, config: Config, env_fn: Callable | None = None) -> Agent:
         """The agent an algorithm is training, normalisation frozen at its current statistics."""
         env = alg.runner.env
         normalizer = env.state_dict() if isinstance(env, VecNormalize) else None
@@ -123,7 +126,7 @@ def load(
     return Agent(policy.to(device), config, obs_space, normalizer, env_fn)
 
 
-def save(alg, config, path: str | os.PathLike) -> Path:
+def save(alg: Algorithm, config: Config, path: str | os.PathLike) -> Path:
     """Write a full checkpoint of a trained `alg` (what `derl.train` writes) to `path`."""
     from derl.snapshot import snapshot
 

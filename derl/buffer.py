@@ -26,11 +26,14 @@ import warnings
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # Dataset field -> storage column. d is `terminated`; a time limit shows in `trunc` instead.
 FIELDS = {
@@ -164,7 +167,8 @@ def transition_type(fields: tuple[str, ...]) -> type:
         shown = [str(v) if isinstance(v, np.generic) else repr(v) for v in self]
         return f"Transition({', '.join(f'{k}={v}' for k, v in zip(fields, shown, strict=True))})"
 
-    cls = namedtuple("Transition", fields)
+    make_class: Any = namedtuple  # fields known only at run time: no static namedtuple type
+    cls = make_class("Transition", fields)
     cls.__repr__ = __repr__
     # Pickle by field names, not by class, so DataLoader workers can send items back.
     cls.__reduce__ = lambda self: (_make_transition, (fields, tuple(self)))
@@ -408,7 +412,7 @@ def _env_action(action, space: gym.Space):
 
 def step_environment(
     env: gym.Env, policy: Callable, num_steps: int | None = None, seed: int | None = None
-) -> Iterator[tuple]:
+) -> Iterator[Any]:
     """Resets `env`, steps it with `policy` forever (or `num_steps`), resets after episode ends.
 
     Yields Transition(s, a, s_p, r, d=terminated, trunc=truncated, info) for each step.
@@ -447,7 +451,8 @@ class ReplayBufferDataset(torch.utils.data.Dataset):
     ):
         if isinstance(buffer, gym.Env):  # a wrapped env, perhaps wrapped again
             buffer = buffer.get_wrapper_attr("replay_buffer")
-        self.buffer = buffer
+        assert isinstance(buffer, ReplayBuffer)
+        self.buffer: ReplayBuffer = buffer
         fields = (fields,) if isinstance(fields, str) else tuple(fields)
         info_keys = (info_keys,) if isinstance(info_keys, str) else tuple(info_keys)
         if unknown := [f for f in fields if f not in FIELDS]:
@@ -498,7 +503,9 @@ class LivePlot:
     ):
         self.path, self.blocksize, self.title = path, blocksize, title
         self.min_interval = min_interval  # seconds between redraws, so plotting stays cheap
-        self.fig, self.window, self.enabled, self._next = None, False, True, 0.0
+        self.fig: Figure | None = None  # made at the first draw
+        self.axes: Any = None  # its two Axes
+        self.window, self.enabled, self._next = False, True, 0.0
 
     def update(
         self, returns: list[float], lengths: list[int], num_steps: int, force: bool = False
@@ -514,8 +521,7 @@ class LivePlot:
             self._next = time.monotonic() + self.min_interval
 
     def _draw(self, returns: np.ndarray, lengths: np.ndarray, num_steps: int) -> None:
-        if self.fig is None:
-            self._make_figure()
+        fig = self.fig if self.fig is not None else self._make_figure()
         num_blocks = len(returns) // self.blocksize
         block_ends = np.arange(1, num_blocks + 1) * self.blocksize
         for ax, ys, name in zip(self.axes, (returns, lengths), ("return", "length"), strict=True):
@@ -527,30 +533,32 @@ class LivePlot:
             ax.grid(alpha=0.3)
         self.axes[0].legend(loc="upper left", fontsize="small")
         self.axes[1].set_xlabel("episode")
-        self.fig.suptitle(f"{self.title}: {len(returns)} episodes, {num_steps} steps")
+        fig.suptitle(f"{self.title}: {len(returns)} episodes, {num_steps} steps")
         if self.window:
-            self.fig.canvas.draw_idle()
-            self.fig.canvas.flush_events()  # lets the window repaint without blocking
+            fig.canvas.draw_idle()
+            fig.canvas.flush_events()  # lets the window repaint without blocking
         else:  # write, then rename: a viewer never reads a half-written file
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             tmp = f"{self.path}.{os.getpid()}.tmp"
-            self.fig.savefig(tmp, format="png", dpi=100)
+            fig.savefig(tmp, format="png", dpi=100)
             os.replace(tmp, self.path)
 
-    def _make_figure(self) -> None:
+    def _make_figure(self) -> Figure:
         if _has_display():
             import matplotlib.pyplot as plt  # a GUI backend, or Agg if no GUI toolkit loads
 
             plt.ion()
-            self.fig, self.axes = plt.subplots(2, 1, sharex=True, figsize=(7, 5))
+            fig, self.axes = plt.subplots(2, 1, sharex=True, figsize=(7, 5))
             self.window = plt.get_backend().lower() not in NON_GUI_BACKENDS
             if self.window:
                 plt.show(block=False)
         else:  # no pyplot: no backend to choose, no window, no global state touched
             from matplotlib.figure import Figure
 
-            self.fig = Figure(figsize=(7, 5), layout="constrained")
-            self.axes = self.fig.subplots(2, 1, sharex=True)
+            fig = Figure(figsize=(7, 5), layout="constrained")
+            self.axes = fig.subplots(2, 1, sharex=True)
+        self.fig = fig
+        return fig
 
 
 NON_GUI_BACKENDS = {"agg", "pdf", "pgf", "ps", "svg", "cairo", "template"}

@@ -78,7 +78,11 @@ class StopOnReward(Callback):
             )
 
     def on_evaluation(self, event: Event) -> bool:
-        return not (self.source == "eval" and event.eval_return >= self.threshold)
+        return not (
+            self.source == "eval"
+            and event.eval_return is not None
+            and event.eval_return >= self.threshold
+        )
 
     def on_rollout(self, event: Event) -> bool:
         mean = event.metrics.get("episode/return_mean", float("nan"))

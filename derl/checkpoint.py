@@ -89,7 +89,8 @@ def save(state: dict, path: str | os.PathLike) -> Path:
         with os.fdopen(fd, "wb") as f:
             out = _Remembering(f)
             try:
-                torch.save(plain, out)
+                # torch.save writes to any object with write and flush; its stub wants IO[bytes].
+                torch.save(plain, out)  # type: ignore[arg-type]
             except RuntimeError:
                 if out.error is None:
                     raise

@@ -8,7 +8,9 @@ import json
 import os
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from derl.env.families import family
 from derl.errors import DerlError, UsageError
@@ -55,7 +57,8 @@ def add_field(
             help=f"{help_text} (default: {'on' if default else 'off'}{origin})",
         )
         return
-    converter = {int: integer, float: float, dict: json_object}.get(type_, str)
+    converters: dict[object, Callable[[str], Any]] = {int: integer, float: float, dict: json_object}
+    converter = converters.get(type_, str)
     parser.add_argument(
         flag,
         type=converter,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 from derl.errors import UsageError
 
@@ -44,10 +45,11 @@ def import_function(name: str, flag: str) -> Callable:
             f"{flag} {name}: cannot import module {module_name!r} ({exc}); make it importable "
             "(PYTHONPATH, pip install) or pass the function from Python"
         ) from None
+    found: Any = obj
     for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
+        found = getattr(found, part, None)
+        if found is None:
             raise UsageError(f"{flag} {name}: module {module_name!r} has no {qualname!r}")
-    if not callable(obj):
+    if not callable(found):
         raise UsageError(f"{flag} {name} is not a function")
-    return obj
+    return found

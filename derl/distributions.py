@@ -78,6 +78,8 @@ class SquashedNormal(Distribution):
     def __init__(self, mean: Tensor, log_std: Tensor, low=None, high=None):
         self.loc, self.log_std = mean, log_std
         self.low, self.high = low, high
+        self.center: Tensor | float
+        self.half: Tensor | float
         self.center, self.half = (0.0, 1.0) if low is None else _box(low, high, mean)
         super().__init__(mean.shape[:-1], mean.shape[-1:], validate_args=False)
 

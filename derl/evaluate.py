@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def film_episode(
     env.close()
     if agent.env_fn is None and family(config.env_id) == "atari":
         fps = 60 / 4  # one frame per agent step, four emulator frames each
-    return np.stack(frames), fps, episode_return
+    return np.stack(cast(list[np.ndarray], frames)), fps, episode_return
 
 
 def record_video(

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import Tensor
+
+from derl.types import Policy
 
 
 def nonfinite_metric(means: dict[str, float]) -> str | None:
@@ -34,24 +36,24 @@ def floating_tensors(state, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
 
 
 @torch.no_grad()
-def nonfinite_tensor(named: Iterator[tuple[str, Tensor]]) -> str | None:
+def nonfinite_tensor(named: Iterable[tuple[str, Tensor]]) -> str | None:
     """The name of the first tensor holding a NaN or an infinity, or None.
 
     One device sync when all are finite: a norm is NaN or infinite when any element is (or when
     a huge finite tensor overflows it, which the exact check that follows tells apart).
     """
-    named = list(named)
+    tensors = list(named)
     by_device: dict[torch.device, list[Tensor]] = {}
-    for _, t in named:  # optimizer step counts can live on the CPU beside CUDA parameters
+    for _, t in tensors:  # optimizer step counts can live on the CPU beside CUDA parameters
         by_device.setdefault(t.device, []).append(t.detach())
     norms = [torch.stack(torch._foreach_norm(ts)).float() for ts in by_device.values()]
     if all(bool(n.isfinite().all()) for n in norms):
         return None
-    return next((name for name, t in named if not bool(torch.isfinite(t).all())), None)
+    return next((name for name, t in tensors if not bool(torch.isfinite(t).all())), None)
 
 
 @torch.no_grad()
-def nonfinite_activation(policy: torch.nn.Module, obs: Tensor | None) -> str | None:
+def nonfinite_activation(policy: Policy, obs: Tensor | None) -> str | None:
     """The first layer of `policy` whose output is NaN or infinite when it acts on `obs`.
 
     Weights can be finite and still so large that the outputs overflow (an absurd learning rate

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from derl import checkpoint, guard
@@ -41,8 +42,8 @@ class Lifecycle:
         logdir: Path,
         logger: Logger,
         stop_after: int | None = None,
-        callbacks: list[Callback] | tuple = (),
-        env_fn=None,
+        callbacks: Sequence[Callback] = (),
+        env_fn: Callable | None = None,
     ):
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
         self.start = self.last_checkpoint = self.last_eval = alg.runner.step_count

@@ -9,12 +9,16 @@ from __future__ import annotations
 import time
 from collections import defaultdict, deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from derl.errors import exit_status
+
+if TYPE_CHECKING:
+    from derl.tracking import Tracker
 
 
 class Logger:
@@ -38,7 +42,8 @@ class Logger:
         self.purge = purge  # drop events an earlier, interrupted process wrote after start_step
         self.last_time, self.last_step = time.perf_counter(), start_step
         self.step_time = self.last_time  # when `step` was reached
-        self.tracker = None  # a derl.tracking.Tracker with --track: gets what TensorBoard gets
+        # With --track: gets what TensorBoard gets.
+        self.tracker: Tracker | None = None
 
     @property
     def writer(self):

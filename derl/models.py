@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import TypeGuard, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -15,15 +16,19 @@ from derl.distributions import MultiCategorical
 from derl.errors import UsageError
 from derl.noisy import DuelingHead, NoisyLinear
 
+# The layers with a weight and a bias that the inits below take.
+_Layer = TypeVar("_Layer", bound=nn.Linear | nn.Conv2d)
 
-def orthogonal_init(layer: nn.Module, gain: float = math.sqrt(2)) -> nn.Module:
+
+def orthogonal_init(layer: _Layer, gain: float = math.sqrt(2)) -> _Layer:
     """Orthogonal weights and zero biases, as in openai baselines' actor-critic networks."""
     nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
     return layer
 
 
-def default_init(layer: nn.Module, gain: float = 1.0) -> nn.Module:
+def default_init(layer: _Layer, gain: float = 1.0) -> _Layer:
     """torch's own init, kept (SB3's `ortho_init=False`)."""
     return layer
 
@@ -53,7 +58,7 @@ class NatureCNN(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 4, features: int | None = 512, size: tuple[int, int] = (84, 84)
+        self, in_channels: int = 4, features: int | None = 512, size: tuple[int, ...] = (84, 84)
     ):
         super().__init__()
         if min(size) < 36:  # 8x8 stride 4, 4x4 stride 2, 3x3: nothing is left of smaller ones
@@ -75,7 +80,8 @@ class NatureCNN(nn.Module):
             self.net.extend([orthogonal_init(nn.Linear(flat, features)), nn.ReLU()])
         # oneDNN's convolutions run about 25% faster on channels-last tensors (measured on CPU:
         # forward + backward of a 256 batch, 100 ms -> 78 ms); the maths is unchanged.
-        self.net.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format; torch's stub for it does not say so.
+        self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.out_features = features or flat
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -168,7 +174,7 @@ class ActorCriticModel(nn.Module):
     ):
         super().__init__()
         self.policy_body, self.head, self.value_body = policy_body, head, value_body
-        self.value = init(nn.Linear((value_body or policy_body).out_features, 1), gain=1.0)
+        self.value = init(nn.Linear(out_features(value_body or policy_body), 1), gain=1.0)
         self.encoder = encoder  # shared by both bodies; None: they read the observation
 
     def forward(self, obs: Tensor) -> tuple[Distribution, Tensor]:
@@ -194,11 +200,16 @@ def make_head(
     )
 
 
-def is_image(space: gym.Space) -> bool:
+def out_features(module: nn.Module) -> int:
+    """The width of an encoder's or torso's [B, features] output: its `out_features`."""
+    return int(cast(int, module.out_features))
+
+
+def is_image(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
 
 
-def is_vector(space: gym.Space) -> bool:
+def is_vector(space: gym.Space) -> TypeGuard[gym.spaces.Box]:
     """A 1-D Box: the MLPs read it as it is, with no encoder in front."""
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 1
 
@@ -268,7 +279,7 @@ class MultiInputEncoder(nn.Module):
         parts = space.spaces.values() if isinstance(space, gym.spaces.Dict) else space.spaces
         self.sizes = [gym.spaces.flatdim(s) for s in parts]
         self.encoders = nn.ModuleList(part_encoder(s, cnn_features) for s in parts)
-        self.out_features = sum(e.out_features for e in self.encoders)
+        self.out_features = sum(out_features(e) for e in self.encoders)
 
     def forward(self, obs: Tensor) -> Tensor:
         parts = obs.split(self.sizes, dim=-1)
@@ -349,10 +360,10 @@ def make_model(
         return ActorCriticModel(policy_body, head, value_body, init)
     encoder = encoder if encoder is not None else make_encoder(observation_space)
     if not hidden:
-        head = make_head(encoder.out_features, action_space, log_std_init, init)
+        head = make_head(out_features(encoder), action_space, log_std_init, init)
         return ActorCriticModel(encoder, head, init=init)
-    policy_body = MLP(encoder.out_features, hidden, act, orthogonal=ortho_init)
-    value_body = MLP(encoder.out_features, hidden, act, orthogonal=ortho_init)
+    policy_body = MLP(out_features(encoder), hidden, act, orthogonal=ortho_init)
+    value_body = MLP(out_features(encoder), hidden, act, orthogonal=ortho_init)
     head = make_head(policy_body.out_features, action_space, log_std_init, init)
     return ActorCriticModel(policy_body, head, value_body, init, encoder)
 
@@ -362,6 +373,8 @@ def make_model(
 
 class QNetwork(nn.Module):
     """obs -> Q values [B, A], or return-distribution logits [B, A, atoms] when atoms > 1."""
+
+    support: Tensor  # a buffer: the atoms' returns, empty when atoms == 1
 
     def __init__(self, torso: nn.Module, head: nn.Module, support: Tensor | None = None):
         super().__init__()
@@ -400,24 +413,30 @@ def make_q_network(
         raise UsageError("DQN's head needs a hidden layer: --hidden must name at least one size")
     act = ACTIVATIONS[activation]
     *torso_sizes, head_size = hidden
+    torso: nn.Module
     if encoder is None and is_vector(observation_space):
         torso = MLP(observation_space.shape[0], tuple(torso_sizes), act)
     else:
         encoder = encoder if encoder is not None else make_encoder(observation_space, None)
         torso = encoder
         if torso_sizes:
-            mlp = MLP(encoder.out_features, tuple(torso_sizes), act)
+            mlp = MLP(out_features(encoder), tuple(torso_sizes), act)
             torso = nn.Sequential(encoder, mlp)
-            torso.out_features = mlp.out_features
+            # nn.Module's __setattr__ takes any attribute; mypy reads the type of __getattr__'s.
+            torso.out_features = mlp.out_features  # type: ignore[assignment]
+    head: nn.Module
     if dueling:
-        head = DuelingHead(torso.out_features, num_actions, atoms, noisy, head_size, sigma0, act)
+        head = DuelingHead(out_features(torso), num_actions, atoms, noisy, head_size, sigma0, act)
     else:
         linear = partial(NoisyLinear, sigma0=sigma0) if noisy else nn.Linear
-        head = nn.Sequential(
-            linear(torso.out_features, head_size), act(), linear(head_size, num_actions * atoms)
-        )
+        layers: list[nn.Module] = [
+            linear(out_features(torso), head_size),
+            act(),
+            linear(head_size, num_actions * atoms),
+        ]
         if atoms > 1:
-            head.append(nn.Unflatten(-1, (num_actions, atoms)))
+            layers.append(nn.Unflatten(-1, (num_actions, atoms)))
+        head = nn.Sequential(*layers)
     support = torch.linspace(*v_range, atoms) if atoms > 1 else None
     return QNetwork(torso, head, support)
 
@@ -456,7 +475,7 @@ class TwinQ(nn.Module):
     ):
         super().__init__()
         self.encoder = encoder  # the observation's, shared by both critics; None: read as is
-        obs_dim = encoder.out_features if encoder is not None else obs_dim
+        obs_dim = out_features(encoder) if encoder is not None else obs_dim
         sizes = (obs_dim + action_dim, *hidden, 1)
         layers: list[nn.Module] = []
         for a, b in zip(sizes, sizes[1:], strict=False):

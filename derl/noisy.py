@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def scaled_noise(size: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+def scaled_noise(
+    size: int, generator: torch.Generator | None = None, device: torch.device | None = None
+) -> Tensor:
     """f(x) = sgn(x) sqrt(|x|) of standard normal draws, NoisyNet's factorised noise."""
     x = torch.randn(size, generator=generator, device=device)
     return x.sign() * x.abs().sqrt()
@@ -23,6 +25,9 @@ class NoisyLinear(nn.Module):
     and b = mu_b + sigma_b * f(eps_out). The noise stays fixed until `reset_noise()`; in eval
     mode the layer uses the mean weights mu.
     """
+
+    epsilon_in: Tensor  # buffers: the noise
+    epsilon_out: Tensor
 
     def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5):
         super().__init__()

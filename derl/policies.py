@@ -11,18 +11,22 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from derl.distributions import SquashedNormal
-from derl.models import MLP, ActorCriticModel, QNetwork
+from derl.models import MLP, ActorCriticModel, QNetwork, out_features
+from derl.types import Policy as Policy  # the protocol these implement, re-exported
 
 
 class ActorCriticPolicy(nn.Module):
     """`act` for rollouts (no grad, env-ready actions) and `forward` for training (grad)."""
+
+    low: Tensor  # buffers, with a Box action space
+    high: Tensor
 
     def __init__(self, model: ActorCriticModel, action_space: gym.Space):
         super().__init__()
         self.model = model
         # Gaussian samples are clipped to the box when sent to the env; the loss sees the raw ones.
         self.clip = isinstance(action_space, gym.spaces.Box)
-        if self.clip:
+        if isinstance(action_space, gym.spaces.Box):
             self.register_buffer("low", torch.as_tensor(action_space.low, dtype=torch.float32))
             self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
 
@@ -50,6 +54,8 @@ class ActorCriticPolicy(nn.Module):
 class EpsilonGreedyPolicy(nn.Module):
     """Greedy in Q, random with probability epsilon, decided per env; epsilon is annealed
     linearly over the env steps this policy has acted for (kept in its state)."""
+
+    steps: Tensor  # a buffer
 
     def __init__(
         self,
@@ -98,6 +104,10 @@ class BoxActor(nn.Module):
     stochastic act in training mode counts and explores at random.
     """
 
+    low: Tensor  # buffers
+    high: Tensor
+    steps_acted: Tensor
+
     def __init__(
         self, action_space: gym.spaces.Box, random_steps: int = 0, encoder: nn.Module | None = None
     ):
@@ -145,7 +155,7 @@ class SACPolicy(BoxActor):
     ):
         super().__init__(action_space, random_steps, encoder)
         # Outputs the mean and the log std of each action dimension.
-        in_features = encoder.out_features if encoder is not None else obs_dim
+        in_features = out_features(encoder) if encoder is not None else obs_dim
         self.net = MLP(in_features, hidden, activation, 2 * self.action_dim, orthogonal=False)
 
     def forward(self, obs: Tensor) -> SquashedNormal:
@@ -177,7 +187,7 @@ class TD3Policy(BoxActor):
         encoder: nn.Module | None = None,
     ):
         super().__init__(action_space, random_steps, encoder)
-        in_features = encoder.out_features if encoder is not None else obs_dim
+        in_features = out_features(encoder) if encoder is not None else obs_dim
         self.net = MLP(in_features, hidden, activation, self.action_dim, orthogonal=False)
         self.exploration_noise = exploration_noise
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import Any
 
 import numpy as np
 import torch
 
 from derl import checkpoint
+from derl.alg.base import Algorithm
 from derl.factory import Config, spec_of
+from derl.logger import Logger
 
 
 def seed_everything(seed: int) -> None:
@@ -38,7 +41,13 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def snapshot(alg, config: Config, logger=None, policy_only: bool = False, **extra) -> dict:
+def snapshot(
+    alg: Algorithm,
+    config: Config,
+    logger: Logger | None = None,
+    policy_only: bool = False,
+    **extra: Any,
+) -> dict:
     """A checkpoint's state. In full: everything a resumed run needs to continue as if it had
     never stopped (model, optimizers, runner with env states and replay, RNGs, logger). With
     `policy_only`: what acting needs, the policy and the observation normalisation, plus

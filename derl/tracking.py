@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, cast
 
 from derl.errors import UsageError
 
@@ -46,7 +47,8 @@ class Tracker:
     def video(self, tag: str, path: Path, step: int) -> None:
         import wandb
 
-        self.log(tag, wandb.Video(str(path), format=path.suffix[1:]), step)
+        video_format = cast(Literal["gif", "mp4", "webm", "ogg"], path.suffix[1:])
+        self.log(tag, wandb.Video(str(path), format=video_format), step)
 
     def commit(self) -> None:
         if self.row:

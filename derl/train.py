@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 import derl.env
 from derl import checkpoint, lock, tracking
-from derl.alg import Alg
 from derl.alg.base import Algorithm, flush_denormals
 from derl.callbacks import Callback
 from derl.custom import function_name
@@ -31,6 +31,9 @@ from derl.factory import Config, checkpoint_config, read_config, spec_of
 from derl.lifecycle import Interrupted, Lifecycle, Stopped
 from derl.logger import Logger
 from derl.snapshot import seed_everything, set_rng_state
+
+if TYPE_CHECKING:
+    from derl.agent import Agent
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,7 +51,7 @@ def default_logdir(alg: str, config: Config) -> Path:
 
 @dataclass
 class TrainResult:
-    alg: Alg
+    alg: Algorithm
     config: Config
     logdir: Path
     mean_return: float  # over the last 100 episodes
@@ -59,7 +62,7 @@ class TrainResult:
     env_fn: Callable | None = None  # the user's env factory, if the run had one
 
     @property
-    def agent(self):
+    def agent(self) -> Agent:
         """The trained agent (`agent.act(obs)`, `derl.evaluate.evaluate(agent)`)."""
         from derl.agent import Agent
 
@@ -82,7 +85,7 @@ class Run:
 def with_user_code(config: Config, model: Callable | None, env_fn: Callable | None) -> Config:
     """`config` recording the user's network and env factory by name (config.json, checkpoints),
     so that `derl resume` and `derl.load` can import them again."""
-    names = {}
+    names: dict[str, Any] = {}
     if model is not None:
         names["model"] = function_name(model)
     if env_fn is not None:
@@ -292,7 +295,7 @@ def resume(
     be loaded (starting over would replace them). `model` and `env_fn`: as `train`'s, needed
     when the run's own cannot be imported by the name config.json recorded.
     """
-    user = dict(model=model, env_fn=env_fn, callbacks=callbacks)
+    user: dict[str, Any] = dict(model=model, env_fn=env_fn, callbacks=callbacks)
     logdir = Path(logdir)
     if not logdir.is_dir():
         what = "is not a directory" if logdir.exists() else "does not exist"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from torch import Tensor
+import gymnasium as gym
+import numpy as np
+from torch import Tensor, nn
 
 
 @dataclass
@@ -44,13 +48,21 @@ class Batch:
     def __len__(self) -> int:
         return len(self.obs)
 
-    def index(self, idx) -> Batch:
+    def index(self, idx: Any) -> Batch:
         """The same fields at `idx` along the first dimension."""
         return type(self)(**{k: v[idx] for k, v in self.tensors().items()})
 
-    def map(self, fn) -> Batch:
+    def map(self, fn: Callable[[Tensor], Tensor]) -> Batch:
         """`fn` applied to every field that is set."""
         return type(self)(**{k: fn(v) for k, v in self.tensors().items()})
+
+    def require(self, *names: str) -> tuple[Tensor, ...]:
+        """The fields `names`, which must be set (a ValueError names any that is not)."""
+        values = tuple(getattr(self, name) for name in names)
+        missing = [name for name, value in zip(names, values, strict=True) if value is None]
+        if missing:
+            raise ValueError(f"{type(self).__name__} lacks {', '.join(missing)}")
+        return values
 
     def replace(self, **changes: Tensor) -> Batch:
         """A new batch with `changes`; this one is left as it was."""
@@ -81,3 +93,56 @@ class LossOutput:
     loss: Tensor
     metrics: dict[str, Tensor | float] = field(default_factory=dict)
     td_errors: Tensor | None = None
+
+
+class Policy(Protocol):
+    """What runners, algorithms and evaluation need from a policy: an `nn.Module` that acts.
+
+    `act` returns at least "actions" (actor-critics add "log_probs" and "values");
+    `env_actions` turns those actions into what the env's `step` takes.
+    """
+
+    def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]: ...
+
+    def env_actions(self, actions: Tensor) -> np.ndarray: ...
+
+    # The nn.Module methods the layers above use.
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = ...) -> Any: ...
+
+    def parameters(self, recurse: bool = ...) -> Iterator[nn.Parameter]: ...
+
+    def named_modules(self) -> Iterator[tuple[str, nn.Module]]: ...
+
+    def train(self, mode: bool = ...) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+
+class Runner(Protocol):
+    """What algorithms, runner wrappers and the training loop need from a runner: an EnvRunner,
+    or wrappers around one (transforms, minibatches, replay) that forward its attributes."""
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def env(self) -> gym.vector.VectorEnv: ...
+
+    @property
+    def hooks(self) -> list[Callable[[int], None]]:
+        """Called with step_count between rollouts (checkpoints, evaluation)."""
+        ...
+
+    @property
+    def step_count(self) -> int: ...
+
+    @property
+    def rollout_start(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from derl.alg.base import AlgLoss, explained_variance
+from derl.policies import ActorCriticPolicy
 from derl.types import Batch, LossOutput
 
 
 class A2CLoss(AlgLoss):
     """-log pi(a|s) * A  +  c_v * (V(s) - R)^2  -  c_e * H[pi(.|s)]."""
 
-    def __init__(self, policy, value_loss_coef: float = 0.5, entropy_coef: float = 0.01):
+    def __init__(
+        self, policy: ActorCriticPolicy, value_loss_coef: float = 0.5, entropy_coef: float = 0.01
+    ):
         self.policy, self.value_loss_coef, self.entropy_coef = policy, value_loss_coef, entropy_coef
 
     def __call__(self, batch: Batch) -> LossOutput:
+        actions, old_values, advantages, value_targets = batch.require(
+            "actions", "values", "advantages", "value_targets"
+        )
         dist, values = self.policy(batch.obs)
-        policy_loss = -(dist.log_prob(batch.actions) * batch.advantages).mean()
-        value_loss = (values - batch.value_targets).pow(2).mean()
+        policy_loss = -(dist.log_prob(actions) * advantages).mean()
+        value_loss = (values - value_targets).pow(2).mean()
         entropy = dist.entropy().mean()
         loss = policy_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
         return LossOutput(
@@ -24,6 +30,6 @@ class A2CLoss(AlgLoss):
                 "policy_loss": policy_loss.detach(),
                 "value_loss": value_loss.detach(),
                 "entropy": entropy.detach(),
-                "explained_variance": explained_variance(batch.values, batch.value_targets),
+                "explained_variance": explained_variance(old_values, value_targets),
             },
         )

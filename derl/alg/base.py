@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
 
-from derl.types import Batch, LossOutput
+from derl.types import Batch, LossOutput, Runner
+
+if TYPE_CHECKING:
+    from derl.logger import Logger
 
 
 class AlgLoss(ABC):
@@ -36,7 +39,7 @@ class Algorithm(Protocol):
     state dicts themselves and inherit `learn` from here.
     """
 
-    runner: Any  # an EnvRunner, or runner wrappers around one (they forward its attributes)
+    runner: Runner  # an EnvRunner, or runner wrappers around one (they forward its attributes)
 
     def step(self, batch: Batch) -> dict:
         """One update on `batch`; returns the metrics to log."""
@@ -46,7 +49,9 @@ class Algorithm(Protocol):
 
     def load_state_dict(self, state: dict) -> None: ...
 
-    def learn(self, logger=None, on_update: Callable[[int, dict], None] | None = None) -> None:
+    def learn(
+        self, logger: Logger | None = None, on_update: Callable[[int, dict], None] | None = None
+    ) -> None:
         """Train until the runner has taken its `num_train_steps` env steps; `on_update` is told
         each update's step count and metrics (derl.callbacks)."""
         flush_denormals()
@@ -69,7 +74,7 @@ class Alg(Algorithm):
 
     def __init__(
         self,
-        runner,
+        runner: Runner,
         loss: AlgLoss,
         optimizer: torch.optim.Optimizer,
         max_grad_norm: float | None = None,

@@ -4,7 +4,7 @@ double Q-learning, dueling heads, n-step returns, prioritized replay, noisy nets
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +13,9 @@ from torch import Tensor
 from derl.alg.base import Alg, AlgLoss, polyak_update
 from derl.models import QNetwork
 from derl.noisy import reset_noise
+from derl.policies import EpsilonGreedyPolicy
 from derl.returns import categorical_projection
-from derl.types import Batch, LossOutput
+from derl.types import Batch, LossOutput, Runner
 
 if TYPE_CHECKING:
     from derl.runners.replay import ExperienceReplay
@@ -47,16 +48,19 @@ class DQNLoss(AlgLoss):
     def __call__(self, batch: Batch) -> LossOutput:
         if self.q_network.distributional:
             return self.distributional(batch)
-        q = self.q_network(batch.obs).gather(1, batch.actions.long()[:, None]).squeeze(1)
+        actions, next_obs, returns, discounts, weights = batch.require(
+            "actions", "next_obs", "returns", "discounts", "weights"
+        )
+        q = self.q_network(batch.obs).gather(1, actions.long()[:, None]).squeeze(1)
         with torch.no_grad():
-            next_q = self.target(batch.next_obs)
+            next_q = self.target(next_obs)
             if self.double:
-                next_q = next_q.gather(1, self.next_actions(batch.next_obs)[:, None]).squeeze(1)
+                next_q = next_q.gather(1, self.next_actions(next_obs)[:, None]).squeeze(1)
             else:
                 next_q = next_q.max(1).values  # the target's own argmax: one forward, not two
-            target = batch.returns + batch.discounts * next_q
+            target = returns + discounts * next_q
         td = target - q
-        loss = (batch.weights * self.td_loss(q, target, reduction="none")).mean()
+        loss = (weights * self.td_loss(q, target, reduction="none")).mean()
         return LossOutput(
             loss,
             {"q": q.detach().mean(), "td_error": td.detach().abs().mean()},
@@ -64,16 +68,19 @@ class DQNLoss(AlgLoss):
         )
 
     def distributional(self, batch: Batch) -> LossOutput:
-        rows = torch.arange(len(batch.actions), device=batch.actions.device)
-        log_probs = self.q_network(batch.obs).log_softmax(-1)[rows, batch.actions.long()]
+        actions, next_obs, returns, discounts, weights = batch.require(
+            "actions", "next_obs", "returns", "discounts", "weights"
+        )
+        rows = torch.arange(len(actions), device=actions.device)
+        log_probs = self.q_network(batch.obs).log_softmax(-1)[rows, actions.long()]
         with torch.no_grad():
-            next_logits = self.target(batch.next_obs)[rows, self.next_actions(batch.next_obs)]
+            next_logits = self.target(next_obs)[rows, self.next_actions(next_obs)]
             target = categorical_projection(
-                next_logits.softmax(-1), batch.returns, batch.discounts, self.q_network.support
+                next_logits.softmax(-1), returns, discounts, self.q_network.support
             )
         cross_entropy = -(target * log_probs).sum(-1)  # the priority too, as in Rainbow
         q = (log_probs.exp() * self.q_network.support).sum(-1)
-        loss = (batch.weights * cross_entropy).mean()
+        loss = (weights * cross_entropy).mean()
         return LossOutput(
             loss,
             {"q": q.detach().mean(), "td_error": cross_entropy.detach().mean()},
@@ -88,29 +95,33 @@ class DQN(Alg):
     hands it the TD errors of each batch as priorities and logs its importance exponent.
     """
 
+    loss: DQNLoss
+    replay: ExperienceReplay
+
     def __init__(
         self,
-        runner,
+        runner: Runner,
         loss: DQNLoss,
-        optimizer,
+        optimizer: torch.optim.Optimizer,
         max_grad_norm: float | None,
         target_update_period: int,
         tau: float = 1.0,
         replay: ExperienceReplay | None = None,
     ):
         super().__init__(runner, loss, optimizer, max_grad_norm)
-        self.replay = replay if replay is not None else runner
+        self.replay = replay if replay is not None else cast("ExperienceReplay", runner)
         self.target_update_period, self.tau = target_update_period, tau
         self.last_target_update = 0
-        self.online_params = list(loss.q_network.parameters())
-        self.target_params = list(loss.target.parameters())
+        self.online_params: list[Tensor] = list(loss.q_network.parameters())
+        self.target_params: list[Tensor] = list(loss.target.parameters())
         # Noisy nets explore with new noise every `train_freq` env steps (every rollout), from
         # the first step on: with noise drawn only per update, one near-deterministic policy
         # would fill the whole warm-up part of the buffer.
         runner.hooks.append(lambda step: reset_noise(loss.q_network))
 
     def after_update(self, out: LossOutput) -> None:
-        self.replay.update_priorities(out.td_errors)
+        if out.td_errors is not None:
+            self.replay.update_priorities(out.td_errors)
         step = self.runner.step_count
         if step - self.last_target_update >= self.target_update_period:
             polyak_update(self.target_params, self.online_params, self.tau)  # tau 1: a copy
@@ -120,7 +131,7 @@ class DQN(Alg):
 
     def step(self, batch: Batch) -> dict:
         metrics = super().step(batch)
-        policy = self.runner.policy
+        policy = cast(EpsilonGreedyPolicy, self.runner.policy)
         return {**metrics, "epsilon": policy.epsilon, "per_beta": self.replay.beta}
 
     def state_dict(self) -> dict:

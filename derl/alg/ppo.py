@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from derl.alg.base import AlgLoss, explained_variance
+from derl.policies import ActorCriticPolicy
 from derl.types import Batch, LossOutput
 
 
@@ -13,7 +14,7 @@ class PPOLoss(AlgLoss):
 
     def __init__(
         self,
-        policy,
+        policy: ActorCriticPolicy,
         clip_range: float = 0.1,
         value_loss_coef: float = 0.5,
         entropy_coef: float = 0.01,
@@ -25,16 +26,18 @@ class PPOLoss(AlgLoss):
 
     def __call__(self, batch: Batch) -> LossOutput:
         eps = self.clip_range
+        actions, old_log_probs, old_values, adv, value_targets = batch.require(
+            "actions", "log_probs", "values", "advantages", "value_targets"
+        )
         dist, values = self.policy(batch.obs)
-        log_ratio = dist.log_prob(batch.actions) - batch.log_probs
+        log_ratio = dist.log_prob(actions) - old_log_probs
         ratio = log_ratio.exp()
-        adv = batch.advantages
         policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv).mean()
 
-        value_loss = (values - batch.value_targets).pow(2)
+        value_loss = (values - value_targets).pow(2)
         if self.clip_value_loss:  # as in openai baselines' ppo2: stay near the old values too
-            clipped = batch.values + (values - batch.values).clamp(-eps, eps)
-            value_loss = torch.max(value_loss, (clipped - batch.value_targets).pow(2))
+            clipped = old_values + (values - old_values).clamp(-eps, eps)
+            value_loss = torch.max(value_loss, (clipped - value_targets).pow(2))
         value_loss = 0.5 * value_loss.mean()
 
         entropy = dist.entropy().mean()
@@ -50,6 +53,6 @@ class PPOLoss(AlgLoss):
                 "entropy": entropy.detach(),
                 "approx_kl": approx_kl,
                 "clip_fraction": clip_fraction,
-                "explained_variance": explained_variance(batch.values, batch.value_targets),
+                "explained_variance": explained_variance(old_values, value_targets),
             },
         )

@@ -9,6 +9,8 @@ of Polyak-averaged copies of themselves; the temperature alpha keeps the entropy
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -16,7 +18,8 @@ from torch import Tensor
 
 from derl.alg.base import Algorithm, polyak_update
 from derl.models import TwinQ
-from derl.types import Batch
+from derl.policies import SACPolicy
+from derl.types import Batch, Runner
 
 # -- the losses: pure maths on tensors --------------------------------------------------------
 
@@ -52,7 +55,7 @@ def temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float)
     return -(log_alpha * (log_prob + target_entropy).detach()).mean()
 
 
-def set_requires_grad(params: list[Tensor], flag: bool) -> None:
+def set_requires_grad(params: Sequence[Tensor], flag: bool) -> None:
     for p in params:
         p.requires_grad_(flag)
 
@@ -69,7 +72,7 @@ class SAC(Algorithm):
 
     def __init__(
         self,
-        runner,
+        runner: Runner,
         critic: TwinQ,
         lr: float = 3e-4,
         q_lr: float = 3e-4,
@@ -78,10 +81,11 @@ class SAC(Algorithm):
         autotune: bool = True,
         policy_frequency: int = 1,
     ):
-        self.runner, self.policy, self.critic = runner, runner.policy, critic
+        self.runner, self.critic = runner, critic
+        self.policy = cast(SACPolicy, runner.policy)  # or a policy with SACPolicy's methods
         self.target_critic = copy.deepcopy(critic).requires_grad_(False)
-        self.critic_params = list(critic.parameters())
-        self.target_params = list(self.target_critic.parameters())
+        self.critic_params: list[Tensor] = list(critic.parameters())
+        self.target_params: list[Tensor] = list(self.target_critic.parameters())
         self.tau, self.policy_frequency = tau, policy_frequency
         device = next(critic.parameters()).device
         self.log_alpha = torch.tensor(float(np.log(alpha)), device=device, requires_grad=autotune)
@@ -109,14 +113,15 @@ class SAC(Algorithm):
         return metrics
 
     def update_critic(self, batch: Batch) -> dict:
+        actions, next_obs, returns, discounts, weights = batch.require(
+            "actions", "next_obs", "returns", "discounts", "weights"
+        )
         with torch.no_grad():
-            next_actions, next_log_prob = self.policy(batch.next_obs).rsample_with_log_prob()
-            next_q1, next_q2 = self.target_critic(batch.next_obs, next_actions)
-            target = soft_q_target(
-                batch.returns, batch.discounts, next_q1, next_q2, next_log_prob, self.alpha
-            )
-        q1, q2 = self.critic(batch.obs, batch.actions)
-        loss = critic_loss(q1, q2, target, batch.weights)
+            next_actions, next_log_prob = self.policy(next_obs).rsample_with_log_prob()
+            next_q1, next_q2 = self.target_critic(next_obs, next_actions)
+            target = soft_q_target(returns, discounts, next_q1, next_q2, next_log_prob, self.alpha)
+        q1, q2 = self.critic(batch.obs, actions)
+        loss = critic_loss(q1, q2, target, weights)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()

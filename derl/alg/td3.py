@@ -9,6 +9,7 @@ It shares SAC's parts: the replay runner, the twin critics, the action box and i
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -16,7 +17,8 @@ from torch import Tensor
 from derl.alg.base import Algorithm, polyak_update
 from derl.alg.sac import critic_loss, set_requires_grad
 from derl.models import TwinQ
-from derl.types import Batch
+from derl.policies import TD3Policy
+from derl.types import Batch, Runner
 
 
 def td3_target(returns: Tensor, discounts: Tensor, next_q1: Tensor, next_q2: Tensor) -> Tensor:
@@ -30,7 +32,7 @@ class TD3(Algorithm):
 
     def __init__(
         self,
-        runner,
+        runner: Runner,
         critic: TwinQ,
         lr: float = 3e-4,
         q_lr: float = 3e-4,
@@ -39,12 +41,16 @@ class TD3(Algorithm):
         noise_clip: float = 0.5,
         policy_frequency: int = 2,
     ):
-        self.runner, self.policy, self.critic = runner, runner.policy, critic
+        self.runner, self.critic = runner, critic
+        self.policy = cast(TD3Policy, runner.policy)  # or a policy with TD3Policy's methods
         self.target_policy = copy.deepcopy(self.policy).requires_grad_(False)
         self.target_critic = copy.deepcopy(critic).requires_grad_(False)
-        self.critic_params = list(critic.parameters())
-        self.online = [*self.policy.parameters(), *self.critic_params]
-        self.targets = [*self.target_policy.parameters(), *self.target_critic.parameters()]
+        self.critic_params: list[Tensor] = list(critic.parameters())
+        self.online: list[Tensor] = [*self.policy.parameters(), *self.critic_params]
+        self.targets: list[Tensor] = [
+            *self.target_policy.parameters(),
+            *self.target_critic.parameters(),
+        ]
         self.tau, self.policy_frequency = tau, policy_frequency
         self.policy_noise, self.noise_clip = policy_noise, noise_clip
         self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, fused=True)
@@ -52,13 +58,16 @@ class TD3(Algorithm):
         self.num_updates = 0
 
     def step(self, batch: Batch) -> dict:
+        actions, next_obs, returns, discounts, weights = batch.require(
+            "actions", "next_obs", "returns", "discounts", "weights"
+        )
         with torch.no_grad():
-            next_actions = self.target_policy(batch.next_obs)
+            next_actions = self.target_policy(next_obs)
             next_actions = self.policy.noisy(next_actions, self.policy_noise, self.noise_clip)
-            next_q1, next_q2 = self.target_critic(batch.next_obs, next_actions)
-            target = td3_target(batch.returns, batch.discounts, next_q1, next_q2)
-        q1, q2 = self.critic(batch.obs, batch.actions)
-        loss = critic_loss(q1, q2, target, batch.weights)
+            next_q1, next_q2 = self.target_critic(next_obs, next_actions)
+            target = td3_target(returns, discounts, next_q1, next_q2)
+        q1, q2 = self.critic(batch.obs, actions)
+        loss = critic_loss(q1, q2, target, weights)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()

@@ -76,8 +76,8 @@ def make_atari(env_id: str, render_mode: str | None = None, **env_kwargs) -> gym
     env = TimeLimit(env, MAX_AGENT_STEPS)
     env = RecordEpisodeStatistics(env)  # true score: below life loss and reward clipping
     env = EpisodicLife(env)
-    if "FIRE" in env.unwrapped.get_action_meanings():
+    if "FIRE" in env.unwrapped.get_action_meanings():  # type: ignore[attr-defined]  # AtariEnv's
         env = FireReset(env)
     env = FrameStackObservation(env, 4)
-    env = TransformReward(env, lambda r: float(np.sign(r)))
+    env = TransformReward(env, lambda r: float(np.sign(float(r))))
     return env

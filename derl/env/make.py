@@ -131,16 +131,18 @@ def make(
     fns = [partial(make_single, env_id, None, env_kwargs, env_fn) for _ in range(num_envs)]
     vector_cls = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
     try:
-        env = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        vector_env = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     except gym.error.DependencyNotInstalled as exc:
         extra = "mujoco" if fam == "mujoco" else "all"
         raise UsageError(
             f'{env_id!r} cannot be made ({exc}); pip install "derl[{extra}]"'
         ) from None
-    structured = env.get_attr("structured_space")[0]
+    structured = vector_env.get_attr("structured_space")[0]
+    env: gym.vector.VectorEnv = vector_env
     if normalize or (normalize is None and fam == "mujoco"):
         env = VecNormalize(env, gamma=gamma)
-    env.structured_observation_space = structured
+    # An attribute of derl's own, which observation_space() reads back.
+    env.structured_observation_space = structured  # type: ignore[attr-defined]
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env

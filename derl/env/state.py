@@ -9,7 +9,7 @@ envs in subprocesses) returns None and the resumed run starts fresh episodes the
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +27,7 @@ def _plain(value: Any) -> bool:
 
 
 def _layer_state(layer: Any) -> dict:
-    state = {}
+    state: dict[str, dict[str, Any]] = {}
     for name, value in vars(layer).items():
         if name in _SKIP or name == "env":
             continue
@@ -42,7 +42,7 @@ def _layer_state(layer: Any) -> dict:
     return state
 
 
-def _simulator_state(env: gym.Env) -> dict | None:
+def _simulator_state(env: Any) -> dict | None:  # an unwrapped env: AtariEnv, MujocoEnv, ...
     """The simulator's own state, {} when the env is pure Python, None when it cannot be read."""
     if hasattr(env, "ale"):
         return {"ale": env.ale.cloneState(include_rng=True).serialize()}
@@ -63,7 +63,7 @@ def _stateful(env: gym.Env) -> gym.Env:
     """`env` without the outer layers that hold no state (`stateless = True`, e.g. derl's
     observation flattening), so that checkpoints written before such a layer existed still fit."""
     while getattr(type(env), "stateless", False):
-        env = env.env
+        env = cast(gym.Wrapper, env).env
     return env
 
 
@@ -93,7 +93,8 @@ def set_env_state(env: gym.Env, state: dict) -> None:
             else:
                 setattr(layer, name, entry["value"])
         layer = getattr(layer, "env", layer)
-    simulator, base = state["simulator"], env.unwrapped
+    simulator = state["simulator"]
+    base: Any = env.unwrapped  # AtariEnv (ale), MujocoEnv (model, data), ...
     if "ale" in simulator:
         import ale_py
 
@@ -115,5 +116,6 @@ def get_vector_env_state(env: gym.vector.VectorEnv) -> list | None:
 
 
 def set_vector_env_state(env: gym.vector.VectorEnv, states: list) -> None:
-    for sub_env, state in zip(env.unwrapped.envs, states, strict=True):
+    sync_env = cast(gym.vector.SyncVectorEnv, env.unwrapped)  # get_vector_env_state's states
+    for sub_env, state in zip(sync_env.envs, states, strict=True):
         set_env_state(sub_env, state)

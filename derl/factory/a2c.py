@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from gymnasium.vector import VectorEnv
 
 from derl.alg import A2CLoss, Alg, linear_schedule
 from derl.env import observation_space
 from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
+from derl.logger import Logger
 from derl.optim import RMSpropTF
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, NormalizeAdvantages, Transform
+from derl.types import Runner
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class A2CConfig(ActorCriticConfig):
     )
 
 
-PRESETS = {
+PRESETS: dict[str, dict] = {
     # openai baselines A2C on Atari, with its TensorFlow RMSprop (rl-zoo: RMSpropTFLike).
     "atari": dict(num_envs=8, num_train_steps=10_000_000, rmsprop_tf=True, hidden=""),
     # rl-zoo's HalfCheetah A2C recipe (without its log-std and init tweaks).
@@ -48,13 +53,24 @@ PRESETS = {
 }
 
 
-def make_a2c(config: A2CConfig, env, device: torch.device, logger=None, model_fn=None) -> Alg:
+def make_a2c(
+    config: A2CConfig,
+    env: VectorEnv,
+    device: torch.device,
+    logger: Logger | None = None,
+    model_fn: Callable | None = None,
+) -> Alg:
     """A2C as a recipe: policy -> runner -> n-step (GAE) advantages -> one update per rollout."""
     policy = make_actor_critic_policy(
         config, observation_space(env), env.single_action_space, model_fn
     ).to(device)
-    runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
-    transforms = [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()]
+    runner: Runner = EnvRunner(
+        env, policy, config.num_runner_steps, config.num_train_steps, device, logger
+    )
+    transforms: list[Callable[[Any], Any]] = [
+        GAE(policy, config.gamma, config.gae_lambda),
+        MergeTimeBatch(),
+    ]
     if config.normalize_advantages:
         transforms.append(NormalizeAdvantages())
     runner = Transform(runner, transforms)

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from derl.errors import UsageError
+
+if TYPE_CHECKING:  # the runners, models and policies import only when a network is built
+    import gymnasium as gym
+    import torch
+    from gymnasium.vector import VectorEnv
+    from torch import nn
+
+    from derl.logger import Logger
+    from derl.models import UserEncoder
+    from derl.policies import ActorCriticPolicy
+    from derl.runners.replay import ExperienceReplay
+    from derl.types import Policy
 
 FAMILIES = ("atari", "mujoco", "classic")
 
@@ -200,7 +213,12 @@ class ActorCriticConfig(Config):
     ortho_init: bool = hp(True, "orthogonal init (openai baselines); off: torch's default")
 
 
-def make_encoder(config: Config, observation_space, action_space, model_fn=None):
+def make_encoder(
+    config: Config,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    model_fn: Callable | None = None,
+) -> UserEncoder | None:
     """The encoder of the user's network (`model_fn`, else `config.model` imported), or None:
     then the network builder uses derl's own (derl.models.make_encoder) where it needs one."""
     from derl.custom import import_function
@@ -214,8 +232,11 @@ def make_encoder(config: Config, observation_space, action_space, model_fn=None)
 
 
 def make_actor_critic_policy(
-    config: ActorCriticConfig, observation_space, action_space, model_fn=None
-):
+    config: ActorCriticConfig,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    model_fn: Callable | None = None,
+) -> ActorCriticPolicy:
     """The actor-critic a config describes (also what `derl.load` rebuilds)."""
     from derl.models import make_model
     from derl.policies import ActorCriticPolicy
@@ -232,13 +253,18 @@ def make_actor_critic_policy(
     return ActorCriticPolicy(model, action_space)
 
 
-def make_box_encoder(config: Config, observation_space, action_space, model_fn=None):
+def make_box_encoder(
+    config: Config,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    model_fn: Callable | None = None,
+) -> nn.Module | None:
     """A new encoder for SAC's and TD3's actor or critics: the user's, derl's for observations
     that are not vectors, or None (the MLPs read vectors as they are)."""
     from derl.models import is_vector
     from derl.models import make_encoder as derl_encoder
 
-    encoder = make_encoder(config, observation_space, action_space, model_fn)
+    encoder: nn.Module | None = make_encoder(config, observation_space, action_space, model_fn)
     if encoder is None and not is_vector(observation_space):
         encoder = derl_encoder(observation_space)
     return encoder
@@ -286,7 +312,15 @@ class OffPolicyConfig(Config):
         return [(self.batch_size <= self.buffer_size, "--batch-size must be <= --buffer-size")]
 
 
-def make_replay_runner(config, env, policy, device, logger=None, alpha=0.0, beta=0.4):
+def make_replay_runner(
+    config: OffPolicyConfig,
+    env: VectorEnv,
+    policy: Policy,
+    device: torch.device,
+    logger: Logger | None = None,
+    alpha: float = 0.0,
+    beta: float = 0.4,
+) -> ExperienceReplay:
     """The runner of every replay algorithm: EnvRunner -> ExperienceReplay over a ReplayStorage
     sized and placed by `config` (an OffPolicyConfig with the replay fields). Prioritized when
     `alpha` > 0."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
+from gymnasium.vector import VectorEnv
 
 from derl.alg.dqn import DQN, DQNLoss, make_target
 from derl.env import observation_space
@@ -17,6 +19,7 @@ from derl.factory.config import (
     make_encoder,
     make_replay_runner,
 )
+from derl.logger import Logger
 from derl.models import make_q_network
 from derl.policies import EpsilonGreedyPolicy
 
@@ -89,7 +92,7 @@ class RainbowConfig(DQNConfig):
 
 
 _COMMON = dict(num_envs=1, vectorization="sync")
-PRESETS = {
+PRESETS: dict[str, dict] = {
     # The 2020 derl's default, fixed: 3-step double dueling DQN with prioritized replay; Adam
     # and the schedule of Dopamine / Rainbow (target every 32k frames, epsilon over 1M frames).
     "atari": dict(**_COMMON, num_train_steps=10_000_000, hidden="512"),
@@ -120,7 +123,7 @@ PRESETS = {
         eval_episodes=10,
     ),
 }
-RAINBOW_PRESETS = {
+RAINBOW_PRESETS: dict[str, dict] = {
     # Hessel et al. 2018, Table 1: Adam 6.25e-5 (eps 1.5e-4), v in [-10, 10], learning from
     # 80k frames on, which is 20k agent steps at frame skip 4 (derl counts agent steps).
     "atari": {**PRESETS["atari"], "lr": 6.25e-5, "learning_starts": 20_000},
@@ -137,18 +140,21 @@ RAINBOW_PRESETS = {
 }
 
 
-def check_discrete(env, name: str) -> int:
+def check_discrete(env: VectorEnv, name: str) -> gym.spaces.Discrete:
     space = env.single_action_space
     if not isinstance(space, gym.spaces.Discrete):
         raise UsageError(
             f"{name} needs a discrete action space, not {space}; "
             "for continuous actions use sac, td3, ppo or a2c"
         )
-    return int(space.n)
+    return space
 
 
 def make_dqn_policy(
-    config: DQNConfig, observation_space, action_space, model_fn=None
+    config: DQNConfig,
+    observation_space: gym.Space,
+    action_space: gym.spaces.Discrete,
+    model_fn: Callable | None = None,
 ) -> EpsilonGreedyPolicy:
     """The acting policy (also what `derl.load` rebuilds from a checkpoint)."""
     q_network = make_q_network(
@@ -172,11 +178,17 @@ def make_dqn_policy(
     )
 
 
-def make_dqn(config: DQNConfig, env, device: torch.device, logger=None, model_fn=None) -> DQN:
+def make_dqn(
+    config: DQNConfig,
+    env: VectorEnv,
+    device: torch.device,
+    logger: Logger | None = None,
+    model_fn: Callable | None = None,
+) -> DQN:
     """DQN as a recipe: Q network -> epsilon-greedy runner -> replay -> loss -> DQN."""
-    check_discrete(env, "dqn")
+    action_space = check_discrete(env, "dqn")
     obs_space = observation_space(env)
-    policy = make_dqn_policy(config, obs_space, env.single_action_space, model_fn)
+    policy = make_dqn_policy(config, obs_space, action_space, model_fn)
     policy = policy.to(device)
     alpha = config.per_alpha if config.prioritized else 0.0
     runner = make_replay_runner(config, env, policy, device, logger, alpha, config.per_beta)

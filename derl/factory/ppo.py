@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from gymnasium.vector import VectorEnv
 
 from derl.alg import Alg, PPOLoss, linear_schedule
 from derl.env import observation_space
 from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
+from derl.logger import Logger
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, NormalizeAdvantages, Transform
+from derl.types import Runner
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class PPOConfig(ActorCriticConfig):
         ]
 
 
-PRESETS = {
+PRESETS: dict[str, dict] = {
     # CleanRL ppo_atari / openai baselines ppo2 Atari.
     # The Nature CNN with linear policy and value heads on its 512 features: no hidden layers.
     "atari": dict(num_envs=8, num_train_steps=10_000_000, hidden=""),
@@ -74,12 +78,20 @@ PRESETS = {
 }
 
 
-def make_ppo(config: PPOConfig, env, device: torch.device, logger=None, model_fn=None) -> Alg:
+def make_ppo(
+    config: PPOConfig,
+    env: VectorEnv,
+    device: torch.device,
+    logger: Logger | None = None,
+    model_fn: Callable | None = None,
+) -> Alg:
     """PPO as a recipe: policy -> runner -> GAE -> minibatches -> loss -> Alg."""
     policy = make_actor_critic_policy(
         config, observation_space(env), env.single_action_space, model_fn
     ).to(device)
-    runner = EnvRunner(env, policy, config.num_runner_steps, config.num_train_steps, device, logger)
+    runner: Runner = EnvRunner(
+        env, policy, config.num_runner_steps, config.num_train_steps, device, logger
+    )
     runner = Transform(runner, [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()])
     runner = Minibatches(runner, config.num_epochs, config.num_minibatches)
     if config.normalize_advantages:

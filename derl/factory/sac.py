@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import VectorEnv
 
 from derl.alg.sac import SAC
 from derl.env import observation_space as observation_space_of
@@ -18,6 +20,7 @@ from derl.factory.config import (
     make_box_encoder,
     make_replay_runner,
 )
+from derl.logger import Logger
 from derl.models import ACTIVATIONS, TwinQ
 from derl.policies import SACPolicy
 
@@ -41,7 +44,7 @@ _COMMON = dict(num_envs=1, vectorization="sync", normalize=False)
 # rl-zoo's Pendulum-v1 SAC (lr 1e-3) with 1000 random steps: a deterministic return near -150
 # from ~5k steps on (random play: ~-1200).
 _CLASSIC = dict(**_COMMON, num_train_steps=10_000, learning_starts=1_000, lr=1e-3, q_lr=1e-3)
-PRESETS = {
+PRESETS: dict[str, dict] = {
     # The SAC paper's MuJoCo setting (Table 1 of https://arxiv.org/abs/1812.05905), as in CleanRL's
     # sac_continuous_action (except its critic learning rate of 1e-3): lr 3e-4, batch 256,
     # tau 0.005, 1M buffer, one env, 5000 random steps.
@@ -50,7 +53,7 @@ PRESETS = {
 }
 
 
-def check_box(env, name: str = "sac") -> gym.spaces.Box:
+def check_box(env: VectorEnv, name: str = "sac") -> gym.spaces.Box:
     """The action space, if SAC (or TD3) can act in it: a 1-D Box with finite bounds."""
     space = env.single_action_space
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
@@ -63,7 +66,12 @@ def check_box(env, name: str = "sac") -> gym.spaces.Box:
     return space
 
 
-def make_sac_policy(config: SACConfig, observation_space, action_space, model_fn=None):
+def make_sac_policy(
+    config: SACConfig,
+    observation_space: gym.Space,
+    action_space: gym.spaces.Box,
+    model_fn: Callable | None = None,
+):
     """The actor (also what `derl.load` rebuilds from a checkpoint)."""
     return SACPolicy(
         gym.spaces.flatdim(observation_space),
@@ -75,7 +83,13 @@ def make_sac_policy(config: SACConfig, observation_space, action_space, model_fn
     )
 
 
-def make_sac(config: SACConfig, env, device: torch.device, logger=None, model_fn=None) -> SAC:
+def make_sac(
+    config: SACConfig,
+    env: VectorEnv,
+    device: torch.device,
+    logger: Logger | None = None,
+    model_fn: Callable | None = None,
+) -> SAC:
     """SAC as a recipe: actor -> runner -> uniform replay -> twin critics -> SAC."""
     action_space = check_box(env)
     obs_space = observation_space_of(env)

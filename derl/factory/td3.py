@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
+from gymnasium.vector import VectorEnv
 
 from derl.alg.td3 import TD3
 from derl.env import observation_space as observation_space_of
@@ -17,6 +19,7 @@ from derl.factory.config import (
     make_replay_runner,
 )
 from derl.factory.sac import check_box
+from derl.logger import Logger
 from derl.models import ACTIVATIONS, TwinQ
 from derl.policies import TD3Policy
 
@@ -43,7 +46,7 @@ class TD3Config(OffPolicyConfig):
 _COMMON = dict(num_envs=1, vectorization="sync", normalize=False)
 # Pendulum-v1: 1000 random steps, lr 1e-3 (as rl-zoo's TD3 there).
 _CLASSIC = dict(**_COMMON, num_train_steps=15_000, learning_starts=1_000, lr=1e-3, q_lr=1e-3)
-PRESETS = {
+PRESETS: dict[str, dict] = {
     # The paper's MuJoCo setting as in CleanRL's td3_continuous_action: lr 3e-4, batch 256,
     # 25k random steps, exploration noise 0.1, smoothing 0.2 clipped at 0.5, delay 2.
     "mujoco": dict(**_COMMON, num_train_steps=1_000_000),
@@ -51,7 +54,12 @@ PRESETS = {
 }
 
 
-def make_td3_policy(config: TD3Config, observation_space, action_space, model_fn=None):
+def make_td3_policy(
+    config: TD3Config,
+    observation_space: gym.Space,
+    action_space: gym.spaces.Box,
+    model_fn: Callable | None = None,
+):
     """The actor (also what `derl.load` rebuilds from a checkpoint)."""
     return TD3Policy(
         gym.spaces.flatdim(observation_space),
@@ -64,7 +72,13 @@ def make_td3_policy(config: TD3Config, observation_space, action_space, model_fn
     )
 
 
-def make_td3(config: TD3Config, env, device: torch.device, logger=None, model_fn=None) -> TD3:
+def make_td3(
+    config: TD3Config,
+    env: VectorEnv,
+    device: torch.device,
+    logger: Logger | None = None,
+    model_fn: Callable | None = None,
+) -> TD3:
     """TD3 as a recipe: actor -> runner -> uniform replay -> twin critics -> TD3."""
     action_space = check_box(env, "td3")
     obs_space = observation_space_of(env)

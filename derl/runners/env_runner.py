@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -11,8 +13,9 @@ import torch
 from derl.env.normalize import VecNormalize
 from derl.env.state import get_vector_env_state, set_vector_env_state
 from derl.errors import UsageError
+from derl.logger import Logger
 from derl.models import is_image
-from derl.types import Batch, Rollout
+from derl.types import Batch, Policy, Rollout
 
 
 def check_same_step_autoreset(env: gym.vector.VectorEnv) -> None:
@@ -39,11 +42,11 @@ class EnvRunner:
     def __init__(
         self,
         env: gym.vector.VectorEnv,
-        policy,
+        policy: Policy,
         num_steps: int,
         num_train_steps: int,
         device: torch.device | str = "cpu",
-        logger=None,
+        logger: Logger | None = None,
     ):
         check_same_step_autoreset(env)
         self.env, self.policy, self.num_steps = env, policy, num_steps
@@ -56,14 +59,15 @@ class EnvRunner:
         self.step_count = 0
         self.rollout_start = 0  # step_count when the last rollout began: schedules read it
         self.obs: torch.Tensor | None = None
-        self.hooks: list = []  # called with step_count between rollouts (checkpoints, evaluation)
+        # Called with step_count between rollouts (checkpoints, evaluation).
+        self.hooks: list[Callable[[int], None]] = []
         space = env.single_observation_space
         self.obs_dtype = torch.uint8 if is_image(space) else torch.float32
 
     def to_tensor(self, obs: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(obs), device=self.device).to(self.obs_dtype)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Rollout]:
         if self.obs is None:
             self.obs = self.to_tensor(self.env.reset()[0])
         while self.step_count < self.num_train_steps:
@@ -77,25 +81,28 @@ class EnvRunner:
         self.rollout_start = self.step_count
         env_keys = ("rewards", "terminated", "truncated")
         steps: dict[str, list] = defaultdict(list)  # obs, env_keys, and what the policy returns
-        final_obs, final_index = [], []
+        final_obs: list[np.ndarray] = []
+        final_index: list[tuple[int, int]] = []
+        obs = self.obs
+        assert obs is not None, "collect() runs inside iteration, which resets the env first"
         for t in range(T):
-            out = self.policy.act(self.obs)
+            out = self.policy.act(obs)
             next_obs, rewards, terminated, truncated, info = self.env.step(
                 self.policy.env_actions(out["actions"])
             )
             self.step_count += N
             for key, value in out.items():  # actor-critics: actions, log_probs, values
                 steps[key].append(value)
-            steps["obs"].append(self.obs)
+            steps["obs"].append(obs)
             steps["rewards"].append(rewards)
             steps["terminated"].append(terminated)
             steps["truncated"].append(truncated)
             for i in np.flatnonzero(truncated & ~terminated):  # time limit: keep the real last obs
                 final_obs.append(info["final_obs"][i])
-                final_index.append((t, i))
+                final_index.append((t, int(i)))
             if "final_info" in info:
                 self.report_episodes(info["final_info"])
-            self.obs = self.to_tensor(next_obs)
+            obs = self.obs = self.to_tensor(next_obs)
         batch = Batch(
             **{k: torch.stack(v) for k, v in steps.items() if k not in env_keys},
             **{
@@ -104,14 +111,14 @@ class EnvRunner:
         )
         return Rollout(
             steps=batch,
-            last_obs=self.obs,
-            final_obs=self.to_tensor(np.stack(final_obs)) if final_obs else self.obs[:0],
+            last_obs=obs,
+            final_obs=self.to_tensor(np.stack(final_obs)) if final_obs else obs[:0],
             final_index=torch.as_tensor(final_index, dtype=torch.long, device=self.device).view(
                 -1, 2
             ),
         )
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Step count, current observations, env states and normalisation statistics."""
         env_states = get_vector_env_state(self.env)
         return {
@@ -121,9 +128,10 @@ class EnvRunner:
             "normalizer": self.env.state_dict() if isinstance(self.env, VecNormalize) else None,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = state["step_count"]
         if state["normalizer"] is not None:
+            assert isinstance(self.env, VecNormalize), "a normalizer state needs a VecNormalize"
             self.env.load_state_dict(state["normalizer"])
         if state["env_states"] is not None:
             set_vector_env_state(self.env, state["env_states"])

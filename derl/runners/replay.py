@@ -20,6 +20,8 @@ and drawn directly, without walking the tree.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -27,7 +29,7 @@ from derl.errors import UsageError
 from derl.returns import nstep_returns
 from derl.runners.sum_tree import SumTree, importance_weights
 from derl.runners.wrappers import RunnerWrapper
-from derl.types import Batch, Rollout
+from derl.types import Batch, Rollout, Runner
 
 # Columns on the buffer's device besides the observation frames.
 _STEP_COLUMNS = ("action", "reward", "terminated", "truncated")
@@ -148,7 +150,10 @@ class ReplayStorage:
     def add_rollout(self, rollout: Rollout) -> None:
         """Adds [T, N] steps from an EnvRunner (real final observations for truncations)."""
         s = rollout.steps
-        T = s.rewards.shape[0]
+        actions, rewards, terminated, truncated = s.require(
+            "actions", "rewards", "terminated", "truncated"
+        )
+        T = rewards.shape[0]
         frames = self._frames(torch.cat([s.obs, rollout.last_obs[None]]))  # [T + 1, N, ...]
         # The next observation of each step: the following one, or the real final observation
         # of a truncated episode. A terminated step never bootstraps: any frame may stand in.
@@ -157,13 +162,13 @@ class ReplayStorage:
             t, env = rollout.final_index.to(self.device).long().T
             next_frames[t, env] = self._frames(rollout.final_obs)
         data = {
-            "action": s.actions,
-            "reward": s.rewards,
-            "terminated": s.terminated,
-            "truncated": s.truncated,
+            "action": actions,
+            "reward": rewards,
+            "terminated": terminated,
+            "truncated": truncated,
         }
         data = {k: v.to(self.device, self.columns[k].dtype) for k, v in data.items()}
-        ends = (s.terminated.bool() | s.truncated.bool()).cpu().numpy()
+        ends = (terminated.bool() | truncated.bool()).cpu().numpy()
         for env in range(self.num_envs):
             for t0 in range(0, T, self._block):
                 t1 = min(t0 + self._block, T)
@@ -354,7 +359,7 @@ class ExperienceReplay(RunnerWrapper):
 
     def __init__(
         self,
-        runner,
+        runner: Runner,
         storage: ReplayStorage,
         batch_size: int,
         learning_starts: int,
@@ -382,7 +387,7 @@ class ExperienceReplay(RunnerWrapper):
         progress = min(self.rollout_start / self.num_train_steps, 1.0)  # as every schedule
         return self.beta0 + (1 - self.beta0) * progress
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Batch]:
         for rollout in self.runner:
             self.storage.add_rollout(rollout)
             if self.step_count < self.learning_starts or self.storage.tree.total == 0:
@@ -393,7 +398,7 @@ class ExperienceReplay(RunnerWrapper):
             for _ in range(self.updates_per_rollout // per_draw):
                 yield from self.sample(per_draw)
 
-    def sample(self, count: int = 1):
+    def sample(self, count: int = 1) -> Iterator[Batch]:
         """Yields `count` batches from one draw of `count * batch_size` transitions."""
         size = self.batch_size
         data = self.storage.sample(count * size, self.beta if self.alpha > 0 else None)

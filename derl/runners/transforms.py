@@ -3,37 +3,48 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import torch
+from torch import Tensor
 
 from derl.returns import gae
 from derl.types import Batch, Rollout
+
+
+class ValuePolicy(Protocol):
+    """A policy with a value head (actor-critics)."""
+
+    def value(self, obs: Tensor) -> Tensor: ...
 
 
 class GAE:
     """A rollout with `advantages` and `value_targets` (= advantages + values) added: a new
     rollout, the one it was given is left as it was."""
 
-    def __init__(self, policy, gamma: float = 0.99, lam: float = 0.95):
+    def __init__(self, policy: ValuePolicy, gamma: float = 0.99, lam: float = 0.95):
         self.policy, self.gamma, self.lam = policy, gamma, lam
 
     def __call__(self, rollout: Rollout) -> Rollout:
         steps = rollout.steps
-        final_values = torch.zeros_like(steps.values)
+        rewards, values, terminated, truncated = steps.require(
+            "rewards", "values", "terminated", "truncated"
+        )
+        final_values = torch.zeros_like(values)
         if len(rollout.final_index):
             t, i = rollout.final_index.unbind(1)
             final_values[t, i] = self.policy.value(rollout.final_obs)
         advantages = gae(
-            steps.rewards,
-            steps.values,
+            rewards,
+            values,
             self.policy.value(rollout.last_obs),
-            steps.terminated,
-            steps.truncated,
+            terminated,
+            truncated,
             final_values,
             self.gamma,
             self.lam,
         )
-        steps = steps.replace(advantages=advantages, value_targets=advantages + steps.values)
+        steps = steps.replace(advantages=advantages, value_targets=advantages + values)
         return dataclasses.replace(rollout, steps=steps)
 
 
@@ -51,5 +62,5 @@ class NormalizeAdvantages:
         self.eps = eps
 
     def __call__(self, batch: Batch) -> Batch:
-        adv = batch.advantages
+        (adv,) = batch.require("advantages")
         return batch.replace(advantages=(adv - adv.mean()) / (adv.std() + self.eps))

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
 import torch
+
+from derl.types import Batch, Runner
 
 
 class RunnerWrapper:
     """Delegates attributes (step_count, env, policy, ...) to the wrapped runner."""
 
-    def __init__(self, runner):
+    def __init__(self, runner: Runner):
         self.runner = runner
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.runner, name)
 
 
 class Transform(RunnerWrapper):
     """Applies callables in order to every item the wrapped runner yields."""
 
-    def __init__(self, runner, transforms):
+    def __init__(self, runner: Runner, transforms: Iterable[Callable[[Any], Any]]):
         super().__init__(runner)
         self.transforms = list(transforms)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         for item in self.runner:
             for transform in self.transforms:
                 item = transform(item)
@@ -32,11 +37,11 @@ class Transform(RunnerWrapper):
 class Minibatches(RunnerWrapper):
     """Yields `num_minibatches` shuffled minibatches per epoch, `num_epochs` times per batch."""
 
-    def __init__(self, runner, num_epochs: int, num_minibatches: int):
+    def __init__(self, runner: Runner, num_epochs: int, num_minibatches: int):
         super().__init__(runner)
         self.num_epochs, self.num_minibatches = num_epochs, num_minibatches
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Batch]:
         for batch in self.runner:
             if self.num_minibatches == 1:  # one minibatch is the whole batch: order is irrelevant
                 yield from (batch for _ in range(self.num_epochs))
