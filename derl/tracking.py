@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from derl.errors import UsageError
 
@@ -31,7 +31,7 @@ class Tracker:
     """One W&B run. Scalars of one env step go in one row: each wandb.log call is a message to
     wandb's service process (0.2 to 0.4 ms measured), too much to pay for each metric."""
 
-    def __init__(self, run):
+    def __init__(self, run: Any) -> None:  # a wandb Run (wandb is optional: no import here)
         self.run = run
         self.row: dict = {}
         self.row_step: int | None = None
