@@ -142,7 +142,8 @@ def test_existing_run_is_never_overwritten(tmp_path, capsys):
 
 def test_eval_is_deterministic_by_default_as_the_python_api(tmp_path, capsys):
     logdir = tmp_path / "run"
-    argv = ["ppo", "--env-id", "Pendulum-v1", "--num-train-steps", "2048", "--num-envs", "1"]
+    argv = ["ppo", "--env-id", "Pendulum-v1", "--num-train-steps", "256", "--num-envs", "1"]
+    argv += ["--num-runner-steps", "64", "--num-epochs", "1", "--num-minibatches", "1"]
     assert main([*argv, "--logdir", str(logdir)]) == 0
     capsys.readouterr()
 
