@@ -270,6 +270,21 @@ def make_box_encoder(
     return encoder
 
 
+def make_twin_critic(config: OffPolicyConfig, observation_space, action_space, model_fn=None):
+    """SAC's and TD3's twin critics, with an encoder of their own (see make_box_encoder)."""
+    import gymnasium as gym
+
+    from derl.models import ACTIVATIONS, TwinQ
+
+    return TwinQ(
+        gym.spaces.flatdim(observation_space),
+        action_space.shape[0],
+        layer_sizes(config.hidden),
+        ACTIVATIONS[config.activation],
+        make_box_encoder(config, observation_space, action_space, model_fn),
+    )
+
+
 @dataclass(frozen=True)
 class OffPolicyConfig(Config):
     """Options of the algorithms that learn from a replay buffer (DQN, Rainbow, SAC, TD3).

@@ -19,9 +19,10 @@ from derl.factory.config import (
     layer_sizes,
     make_box_encoder,
     make_replay_runner,
+    make_twin_critic,
 )
 from derl.logger import Logger
-from derl.models import ACTIVATIONS, TwinQ
+from derl.models import ACTIVATIONS
 from derl.policies import SACPolicy
 
 
@@ -95,13 +96,7 @@ def make_sac(
     obs_space = observation_space_of(env)
     policy = make_sac_policy(config, obs_space, action_space, model_fn).to(device)
     runner = make_replay_runner(config, env, policy, device, logger)
-    critic = TwinQ(
-        gym.spaces.flatdim(obs_space),
-        action_space.shape[0],
-        layer_sizes(config.hidden),
-        ACTIVATIONS[config.activation],
-        make_box_encoder(config, obs_space, action_space, model_fn),  # the critics' own
-    ).to(device)
+    critic = make_twin_critic(config, obs_space, action_space, model_fn).to(device)
     return SAC(
         runner,
         critic,

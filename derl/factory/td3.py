@@ -17,10 +17,11 @@ from derl.factory.config import (
     layer_sizes,
     make_box_encoder,
     make_replay_runner,
+    make_twin_critic,
 )
 from derl.factory.sac import check_box
 from derl.logger import Logger
-from derl.models import ACTIVATIONS, TwinQ
+from derl.models import ACTIVATIONS
 from derl.policies import TD3Policy
 
 
@@ -84,13 +85,7 @@ def make_td3(
     obs_space = observation_space_of(env)
     policy = make_td3_policy(config, obs_space, action_space, model_fn).to(device)
     runner = make_replay_runner(config, env, policy, device, logger)
-    critic = TwinQ(
-        gym.spaces.flatdim(obs_space),
-        action_space.shape[0],
-        layer_sizes(config.hidden),
-        ACTIVATIONS[config.activation],
-        make_box_encoder(config, obs_space, action_space, model_fn),  # the critics' own
-    ).to(device)
+    critic = make_twin_critic(config, obs_space, action_space, model_fn).to(device)
     return TD3(
         runner,
         critic,
