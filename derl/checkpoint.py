@@ -168,6 +168,13 @@ def checkpoint_path(logdir: str | os.PathLike, step: int) -> Path:
     return Path(logdir) / CHECKPOINT_DIR / f"step-{step:012d}.pt"
 
 
+def rank_path(path: str | os.PathLike, rank: int) -> Path:
+    """The part of checkpoint `path` that rank `rank` > 0 of a data-parallel run writes: its
+    envs, replay and RNG (derl.distributed)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rank{rank}.pt")
+
+
 def list_checkpoints(logdir: str | os.PathLike) -> list[Path]:
     """Checkpoints in `logdir`, oldest first."""
     folder = Path(logdir) / CHECKPOINT_DIR
@@ -178,9 +185,18 @@ def list_checkpoints(logdir: str | os.PathLike) -> list[Path]:
 
 
 def prune(logdir: str | os.PathLike, keep: int) -> None:
-    """Keep the newest `keep` checkpoints."""
-    for old in list_checkpoints(logdir)[:-keep]:
+    """Keep the newest `keep` checkpoints, with their ranks' parts (and drop parts that a
+    killed data-parallel run wrote for a checkpoint it never completed)."""
+    found = list_checkpoints(logdir)
+    for old in found[:-keep]:
         old.unlink(missing_ok=True)
+    if not found:
+        return
+    kept = {p.stem for p in found[-keep:]}
+    for part in (Path(logdir) / CHECKPOINT_DIR).glob("step-*.rank*.pt"):
+        stem = part.name.split(".")[0]
+        if stem not in kept and stem < found[-1].stem:
+            part.unlink(missing_ok=True)
 
 
 def newest_loadable(logdir: str | os.PathLike) -> Iterator[tuple[Path, dict | UsageError]]:

@@ -178,9 +178,22 @@ def resume_command(argv: list[str]) -> int:
     parser = Parser(prog="derl resume", description=COMMANDS["resume"])
     parser.add_argument("logdir")
     args = parser.parse_args(argv)
+    from derl import distributed
     from derl.train import resume
 
+    recorded = recorded_nproc(Path(args.logdir))
+    if recorded > 1 and not distributed.launched():  # a data-parallel run: start its processes
+        return distributed.launch(recorded, ["resume", args.logdir])
     return report(resume(args.logdir))
+
+
+def recorded_nproc(logdir: Path) -> int:
+    """How many processes trained the run in `logdir` (1 when config.json cannot tell)."""
+    try:
+        nproc = json.loads((logdir / "config.json").read_text()).get("nproc", 1)
+    except (OSError, ValueError, AttributeError):
+        return 1
+    return nproc if isinstance(nproc, int) else 1
 
 
 def eval_command(argv: list[str]) -> int:
@@ -268,6 +281,10 @@ def plot_command(argv: list[str]) -> int:
 
 
 def report(result) -> int:
+    from derl import distributed
+
+    if not distributed.is_main():  # rank 0 reports for the run
+        return 130 if result.interrupted else 0
     verb = "stopped at" if result.interrupted else "done:"
     print(
         f"{verb} {result.env_steps} env steps, mean return of the last 100 episodes "
@@ -303,20 +320,57 @@ def run(argv: list[str]) -> int:
     values = vars(args)
     config = make_config(alg, config_file=values.pop("config"), **values)
 
-    from derl.train import train  # imported late: `derl -h` and bad input stay fast
+    from derl import distributed  # imported late: `derl -h` and bad input stay fast
+    from derl.train import restarted_logdir, resume, train
 
+    if config.nproc > 1 and not distributed.launched():
+        return launch(alg, config, rest)
+    if distributed.launched() and distributed.restart_count() > 0:
+        # torchrun restarted the group after a failure (--max-restarts): continue the run
+        # the first start began, from its newest checkpoint.
+        logdir = restarted_logdir(alg, config)
+        if logdir is not None:
+            return report(resume(logdir))
     return report(train(config))
+
+
+def launch(alg: str, config, argv: list[str]) -> int:
+    """`--nproc N`: what can be refused is, here, before N processes start; they share one
+    logdir, named here."""
+    from derl import distributed
+    from derl.train import check_new_logdir, default_logdir, resolve_device
+
+    device = distributed.local_device(resolve_device(config.device))
+    distributed.backend_for(config.dist_backend, device, config.nproc)
+    logdir = Path(config.logdir) if config.logdir else default_logdir(alg, config)
+    check_new_logdir(logdir)
+    return distributed.launch(config.nproc, [alg, *argv, "--logdir", str(logdir)], config.threads)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else list(argv))
     except DerlError as exc:  # bad input 2, non-finite values 3, a checkpoint not written 4
-        print(f"derl: error: {exc}", file=sys.stderr)
+        if printed_here(exc):
+            print(f"derl: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("derl: interrupted", file=sys.stderr)
         return 130
+
+
+def printed_here(exc: DerlError) -> bool:
+    """One line per error for a data-parallel run too: an error every process raises is
+    printed by one of them (rank 0, or the rank that found it)."""
+    if "RANK" not in os.environ:  # not started by torchrun: imports nothing distributed
+        return True
+    from derl import distributed
+
+    if isinstance(exc, distributed.SharedError):
+        return exc.printed_here
+    if distributed.world_size() == 1:  # refused before joining: every process refused it
+        return os.environ.get("RANK") == "0"
+    return True
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from derl import checkpoint, guard
+from derl import checkpoint, distributed, guard
 from derl.alg.base import Algorithm
 from derl.callbacks import Callback, Event
 from derl.errors import NonFinite, WriteError
@@ -49,23 +49,36 @@ class Lifecycle:
         self.start = self.last_checkpoint = self.last_eval = alg.runner.step_count
         self.last_video = self.start
         self.stop_requested, self.stop_after = False, stop_after
-        self.callbacks, self.stopped_by = list(callbacks), ""
+        self.sigint = False  # Ctrl-C pressed; acted on at once, or once the ranks agree
+        # A callback's stop (`vote`) stops a single process at once; data-parallel ranks stop
+        # together at their next exchange. Callbacks run on rank 0 only.
+        self.callbacks, self.vote, self.stopped_by = list(callbacks), "", ""
         self.env_fn = env_fn  # the user's env factory, for evaluation envs
         self.metrics: dict = {}  # the means of the metrics at the last point between rollouts
         best = logdir / BEST  # a resumed run keeps the best agent of the steps before it
         self.best_return = checkpoint.load(best)["eval_return"] if best.exists() else -math.inf
+        self.exchange = distributed.Exchange(alg.runner) if distributed.world_size() > 1 else None
+        if self.exchange is not None:
+            logger.deferred = []  # each rank's episodes reach rank 0 at the exchanges
 
     def __call__(self, step: int) -> None:
         self.check_metrics()  # before the policy acts again on what the last updates did
         if step > self.start:
             self.emit("on_rollout", step)
+        stopping = self.stop_after is not None and step >= self.stop_after
+        checkpoint_due = step - self.last_checkpoint >= self.config.checkpoint_every
+        eval_due = bool(self.config.eval_every) and step - self.last_eval >= self.config.eval_every
+        if self.exchange is not None and (
+            self.exchange.due(step) or stopping or checkpoint_due or eval_due
+        ):
+            self.exchange_with_ranks(step)
         if not self.stopped_by:
-            if self.stop_requested or (self.stop_after is not None and step >= self.stop_after):
+            if self.stop_requested or stopping:
                 self.checkpoint(step)
                 raise Interrupted
-            if step - self.last_checkpoint >= self.config.checkpoint_every:
+            if checkpoint_due:
                 self.checkpoint(step)
-            if self.config.eval_every and step - self.last_eval >= self.config.eval_every:
+            if eval_due:
                 self.evaluate(step)
             video_every = self.config.capture_video_every
             if video_every and step - self.last_video >= video_every:
@@ -87,8 +100,24 @@ class Lifecycle:
             metrics["episode/return_mean"] = self.logger.mean_return()
         event = Event(step, self.alg, self.config, self.logdir, metrics, **fields)
         for callback in self.callbacks:
-            if getattr(callback, name)(event) is False and not self.stopped_by:
-                self.stopped_by = type(callback).__name__
+            if getattr(callback, name)(event) is False and not self.vote:
+                self.vote = type(callback).__name__
+        if self.exchange is None:
+            self.stopped_by = self.vote
+
+    def exchange_with_ranks(self, step: int) -> None:
+        """Data-parallel runs: the ranks' episodes to rank 0's logger, and a stop (Ctrl-C on
+        any rank, a callback on rank 0) agreed by all, so that they stop at the same step."""
+        assert self.exchange is not None and self.logger.deferred is not None
+        episodes, self.logger.deferred = self.logger.deferred, []
+        agreed = self.exchange(step, episodes, self.sigint, self.vote)
+        if distributed.is_main():
+            self.logger.deferred = None
+            for episode in agreed["episodes"]:
+                self.logger.episode(*episode)
+            self.logger.deferred = []
+        self.stop_requested = self.stop_requested or agreed["stop"]
+        self.stopped_by = self.stopped_by or agreed["stopped_by"]
 
     def on_update(self, step: int, metrics: dict) -> None:
         """After each update (Algorithm.learn calls it); a stop takes effect between rollouts."""
@@ -96,6 +125,8 @@ class Lifecycle:
 
     def finish(self, step: int) -> None:
         """End of training: a last evaluation and video (when asked for) and a last checkpoint."""
+        if self.exchange is not None and self.exchange.last != step:
+            self.exchange_with_ranks(step)  # the last episodes and statistics
         if self.config.eval_every and self.last_eval != step:
             self.evaluate(step)
         if self.config.capture_video_every and self.last_video != step:
@@ -106,8 +137,15 @@ class Lifecycle:
         state = snapshot(self.alg, self.config, self.logger)
         self.check_model(step, state["state"])
         path = checkpoint.checkpoint_path(self.logdir, step)
-        self.save(state, path)
-        checkpoint.prune(self.logdir, self.config.keep_checkpoints)
+        if self.exchange is not None:
+            # Each rank saves its own envs, replay and RNG. Rank 0's file, written once every
+            # rank's is, completes the checkpoint: a resume never finds one with a part missing.
+            if not distributed.is_main():
+                self.save(state, checkpoint.rank_path(path, distributed.rank()))
+            distributed.barrier()
+        if distributed.is_main():
+            self.save(state, path)
+            checkpoint.prune(self.logdir, self.config.keep_checkpoints)
         self.last_checkpoint = step
         self.emit("on_checkpoint", step, path=path)
         return path
@@ -169,6 +207,9 @@ class Lifecycle:
 
         policy = self.alg.runner.policy
         self.check_model(step, {"policy": policy.state_dict()})  # best.pt never holds NaN weights
+        if not distributed.is_main():  # the parameters are rank 0's: it evaluates them
+            self.last_eval = step
+            return
         agent = Agent.from_alg(self.alg, self.config, self.env_fn)
         mean = float(evaluate(agent, self.config.eval_episodes).mean())
         self.logger.scalar("eval/return", mean, step)
@@ -187,14 +228,20 @@ class Lifecycle:
         from derl.agent import Agent
         from derl.evaluate import film_episode
 
+        self.last_video = step
+        if not distributed.is_main():
+            return
         frames, fps, _ = film_episode(Agent.from_alg(self.alg, self.config, self.env_fn))
         self.logger.video("eval/video", frames, fps, step)
-        self.last_video = step
 
     def on_sigint(self, signum, frame) -> None:
-        if self.stop_requested:  # pressed twice: stop now
+        if self.sigint:  # pressed twice: stop now
             raise KeyboardInterrupt
-        self.stop_requested = True
+        self.sigint = True
+        if self.exchange is None:
+            self.stop_requested = True
+        elif not distributed.is_main():
+            return  # rank 0 says it once
         print(
             "\nderl: stopping after this update to write a checkpoint (Ctrl-C again to quit now)",
             file=sys.stderr,

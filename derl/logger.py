@@ -44,6 +44,8 @@ class Logger:
         self.step_time = self.last_time  # when `step` was reached
         # With --track: gets what TensorBoard gets.
         self.tracker: Tracker | None = None
+        # Data-parallel runs: episodes wait here until the ranks exchange them (derl.distributed).
+        self.deferred: list[tuple[float, int, int]] | None = None
 
     @property
     def writer(self):
@@ -104,6 +106,9 @@ class Logger:
 
     def episode(self, episode_return: float, length: int, step: int) -> None:
         """One finished episode (the true return: Atari game score, unnormalised reward)."""
+        if self.deferred is not None:
+            self.deferred.append((episode_return, length, step))
+            return
         self.recent_returns.append(episode_return)
         self.scalar("episode/return", episode_return, step)
         self.scalar("episode/length", length, step)

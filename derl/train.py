@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 import derl.env
-from derl import checkpoint, lock, tracking
+from derl import checkpoint, distributed, lock, tracking
 from derl.alg.base import Algorithm, flush_denormals
 from derl.callbacks import Callback
 from derl.custom import function_name
@@ -47,6 +47,24 @@ def resolve_device(name: str) -> torch.device:
 def default_logdir(alg: str, config: Config) -> Path:
     env_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.env_id)
     return Path("runs") / env_name / f"{alg}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def restarted_logdir(alg: str, config: Config) -> Path | None:
+    """The logdir of the run that a group torchrun restarted (--max-restarts) had begun: its
+    --logdir, or the default one whose config.json has this launch's TORCHELASTIC_RUN_ID."""
+    if config.logdir:
+        logdir = Path(config.logdir)
+        return logdir if (logdir / "config.json").exists() else None
+    launch_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    if launch_id in ("", "none"):
+        return None
+    default = default_logdir(alg, config)
+    prefix = default.name.rsplit("-", 2)[0]  # <alg>-seed<seed>
+    for found in sorted(default.parent.glob(f"{prefix}-*/config.json"), reverse=True):
+        with contextlib.suppress(UsageError, AttributeError):
+            if checkpoint.read_json(found).get("launch_id") == launch_id:
+                return found.parent
+    return None
 
 
 @dataclass
@@ -113,58 +131,111 @@ def build(
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = spec_of(config)
-    device = resolve_device(config.device)
+    config, device = join_group(config, resuming=resume_state is not None or restart)
+    main = distributed.is_main()  # rank 0 (or the only process) writes the logdir and logs
+    together = distributed.agree  # a refusal on any rank stops every rank, printed once
     if config.track:
         tracking.check_available()
     if config.capture_video_every:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo; read when mujoco loads
     logdir = logdir or (Path(config.logdir) if config.logdir else default_logdir(spec.name, config))
+    logdir = distributed.broadcast(logdir)  # rank 0's clock names a default one
     new_run = resume_state is None and not restart
     if new_run:
-        check_new_logdir(logdir)
+        together(lambda: check_new_logdir(logdir) if main else None)
+    # Data-parallel ranks: their own env seeds (never the same twice in a run), replay and
+    # sampling RNGs; the model is built from the same seed everywhere, so it starts the same.
+    rank_seed = config.seed + distributed.rank() * config.num_envs
     seed_everything(config.seed)
     env_fn = derl.env.user_env_fn(config, env_fn)
-    env = derl.env.make(
-        config.env_id,
-        config.num_envs,
-        config.seed,
-        config.vectorization,
-        config.normalize,
-        config.gamma,
-        config.env_kwargs,
-        env_fn,
+    env = together(
+        lambda: derl.env.make(
+            config.env_id,
+            config.num_envs,
+            rank_seed,
+            config.vectorization,
+            config.normalize,
+            config.gamma,
+            config.env_kwargs,
+            env_fn,
+        )
     )
     cleanup.callback(env.close)
     start = resume_state["state"]["runner"]["step_count"] if resume_state else 0
     logger = Logger(
-        str(logdir), config.num_train_steps, progress=progress, start_step=start, purge=not new_run
+        str(logdir) if main else None,
+        config.num_train_steps,
+        progress=progress and main,
+        start_step=start,
+        purge=not new_run,
     )
     cleanup.enter_context(logger)  # closed with the exit status, which W&B is told
-    alg = spec.make(config, env, device, logger, model)
+    rank_config = dataclasses.replace(config, seed=rank_seed)  # the replay's sampling seed
+    alg = together(lambda: spec.make(rank_config, env, device, logger, model))
     if resume_state is not None:
         alg.load_state_dict(resume_state["state"])
         logger.load_state_dict(resume_state["logger"])
         set_rng_state(resume_state["rng"])
+    elif rank_seed != config.seed:
+        seed_everything(rank_seed)
+    together(lambda: distributed.check_same_parameters(alg))
+    callbacks = callbacks if main else ()  # told once, by rank 0
     lifecycle = Lifecycle(alg, config, logdir, logger, stop_after, callbacks, env_fn)
-    lifecycle.emit("on_training_start", alg.runner.step_count)  # may refuse: before writing
-    if new_run:  # everything that could be refused was: the first write
-        create_logdir(logdir)
-        cleanup.enter_context(lock.hold(logdir))
-        check_new_logdir(logdir)  # another process may have started one meanwhile
+    # may refuse: before writing
+    together(lambda: lifecycle.emit("on_training_start", alg.runner.step_count))
     resolved = {
         "alg": spec.name,
         **dataclasses.asdict(config),
         "logdir": str(logdir),
         "resolved_device": str(device),
     }
-    if config.track:  # before config.json: a W&B that cannot start leaves no run to resume
-        logger.tracker = tracking.start(config, resolved, logdir)
-    if new_run:
-        write_config(logdir / "config.json", resolved)
+    if distributed.launched():  # a restarted torchrun group finds its run by this id
+        resolved["launch_id"] = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    together(lambda: start_logdir(config, logdir, logger, cleanup, resolved, new_run, main))
     # First: a checkpoint holds the state before other hooks act at its step (e.g. new
     # noise for noisy nets), so that a resumed run repeats them exactly.
     alg.runner.hooks.insert(0, lifecycle)
     return Run(config, env, alg, logger, logdir, lifecycle, env_fn)
+
+
+def join_group(config: Config, resuming: bool = False) -> tuple[Config, torch.device]:
+    """Under torchrun: join the other processes (once), and take this process's device.
+    The config then records the world size in `nproc`."""
+    device = resolve_device(config.device)
+    if not distributed.launched():
+        return config, device
+    device = distributed.local_device(device)
+    distributed.init(config.dist_backend, device)
+    size = distributed.world_size()
+    if config.nproc != size and (resuming or config.nproc != 1):
+        was = "this run was trained with" if resuming else "--nproc asks for"
+        raise UsageError(
+            f"{was} {config.nproc} process(es), but torchrun started {size}; "
+            f"use --nproc-per-node {config.nproc} (x nodes) or `derl resume` (it starts them)"
+        )
+    return dataclasses.replace(config, nproc=size), device
+
+
+def start_logdir(
+    config: Config,
+    logdir: Path,
+    logger: Logger,
+    cleanup: contextlib.ExitStack,
+    resolved: dict,
+    new_run: bool,
+    main: bool,
+) -> None:
+    """The first writes, once everything that could be refused was (rank 0's alone)."""
+    if not main:
+        return
+    if new_run:
+        create_logdir(logdir)
+        cleanup.enter_context(lock.hold(logdir))
+        check_new_logdir(logdir)  # another process may have started one meanwhile
+    if config.track:  # before config.json: a W&B that cannot start leaves no run to resume
+        logger.tracker = tracking.start(config, resolved, logdir)
+    if new_run:
+        write_config(logdir / "config.json", resolved)
 
 
 def learn(run: Run) -> TrainResult:
@@ -302,38 +373,69 @@ def resume(
         raise UsageError(f"{logdir} {what}; `derl resume` takes the logdir of a run")
     if not (logdir / "config.json").exists():
         raise UsageError(f"{logdir} holds no derl run (no config.json)")
-    with lock.hold(logdir):
-        skipped: list[UsageError] = []
-        for path, state in checkpoint.newest_loadable(logdir):
-            if isinstance(state, checkpoint.NewerFormat):
-                raise state  # an older checkpoint would continue, and overwrite this one
-            if isinstance(state, UsageError):
-                skipped.append(state)
-                continue
-            fallbacks = [
-                f"derl: {error}; falling back to the previous checkpoint" for error in skipped
-            ]
+    try:
+        config: Config | None = read_config(logdir)
+    except UsageError:  # a damaged config.json: a single process goes by its checkpoints
+        if distributed.launched():
+            raise
+        config = None
+    if config is not None and config.nproc > 1 and not distributed.launched():
+        raise UsageError(
+            f"{logdir} was trained by {config.nproc} processes; continue it from the shell with "
+            f"`derl resume {logdir}` (it starts them) or under torchrun"
+        )
+    if config is not None:
+        join_group(config, resuming=True)
+    main = distributed.is_main()
+    with contextlib.ExitStack() as held:
+        distributed.agree(lambda: held.enter_context(lock.hold(logdir)) if main else None)
+        # Rank 0 chooses the checkpoint; every other rank continues from its part of it.
+        chosen = distributed.agree(lambda: choose_checkpoint(logdir) if main else None)
+        path = distributed.broadcast(None if chosen is None else chosen[0])
+        if path is None:  # killed before its first checkpoint: the config is all there is
             return train(
-                checkpoint_config(state, path),
+                read_config(logdir),
                 progress,
-                resume_state=state,
                 logdir=logdir,
                 stop_after=stop_after,
-                notice="\n".join([*fallbacks, f"derl: resuming from {path}"]),
+                restart=True,
+                notice=f"derl: no checkpoint in {logdir}; starting over from step 0 with "
+                "config.json",
                 **user,
             )
-        if skipped:
-            raise UsageError(
-                f"no checkpoint in {logdir / checkpoint.CHECKPOINT_DIR} can be loaded (the newest: "
-                f"{skipped[0]}); move them away to start over from step 0"
-            )
-        # Killed before its first checkpoint: the config is all there is.
+
+        def own_part() -> dict:
+            if chosen is not None:  # rank 0's choice
+                return chosen[1]
+            return checkpoint.load(checkpoint.rank_path(path, distributed.rank()))
+
+        state = distributed.agree(own_part)
         return train(
-            read_config(logdir),
+            checkpoint_config(state, path),
             progress,
+            resume_state=state,
             logdir=logdir,
             stop_after=stop_after,
-            restart=True,
-            notice=f"derl: no checkpoint in {logdir}; starting over from step 0 with config.json",
+            notice=chosen[2] if chosen is not None else "",
             **user,
         )
+
+
+def choose_checkpoint(logdir: Path) -> tuple[Path, dict, str] | None:
+    """The newest checkpoint that loads (path, state, what to tell the user), None when there
+    is none; UsageError when there are some but none loads (starting over would replace them)."""
+    skipped: list[UsageError] = []
+    for path, state in checkpoint.newest_loadable(logdir):
+        if isinstance(state, checkpoint.NewerFormat):
+            raise state  # an older checkpoint would continue, and overwrite this one
+        if isinstance(state, UsageError):
+            skipped.append(state)
+            continue
+        fallbacks = [f"derl: {error}; falling back to the previous checkpoint" for error in skipped]
+        return path, state, "\n".join([*fallbacks, f"derl: resuming from {path}"])
+    if skipped:
+        raise UsageError(
+            f"no checkpoint in {logdir / checkpoint.CHECKPOINT_DIR} can be loaded (the newest: "
+            f"{skipped[0]}); move them away to start over from step 0"
+        )
+    return None

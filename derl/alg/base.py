@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor
 
+from derl.distributed import average_gradients
 from derl.types import Batch, LossOutput, Runner
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class Alg(Algorithm):
         out = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
+        average_gradients(self.params)  # data-parallel ranks: the gradient of all their batches
         max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
         self.optimizer.step()

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from derl.alg.base import Algorithm, polyak_update
+from derl.distributed import average_gradients
 from derl.models import TwinQ
 from derl.policies import SACPolicy
 from derl.types import Batch, Runner
@@ -124,6 +125,7 @@ class SAC(Algorithm):
         loss = critic_loss(q1, q2, target, weights)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.critic_params)  # over data-parallel ranks (derl.distributed)
         self.critic_optimizer.step()
         return {"q1": q1.detach().mean(), "q2": q2.detach().mean(), "critic_loss": loss.detach()}
 
@@ -136,6 +138,7 @@ class SAC(Algorithm):
         loss = actor_loss(log_prob, q1, q2, alpha)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.policy.parameters())
         self.actor_optimizer.step()
         entropy = -log_prob.detach().mean()
         metrics = {"actor_loss": loss.detach(), "alpha": alpha, "entropy": entropy}
@@ -143,6 +146,7 @@ class SAC(Algorithm):
             alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
+            average_gradients([self.log_alpha])
             self.alpha_optimizer.step()
             metrics["alpha_loss"] = alpha_loss.detach()
         return metrics

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from derl.alg.base import Algorithm, polyak_update
 from derl.alg.sac import critic_loss, set_requires_grad
+from derl.distributed import average_gradients
 from derl.models import TwinQ
 from derl.policies import TD3Policy
 from derl.types import Batch, Runner
@@ -70,6 +71,7 @@ class TD3(Algorithm):
         loss = critic_loss(q1, q2, target, weights)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.critic_params)  # over data-parallel ranks (derl.distributed)
         self.critic_optimizer.step()
         self.num_updates += 1
         metrics = {"q1": q1.detach().mean(), "q2": q2.detach().mean(), "critic_loss": loss.detach()}
@@ -86,6 +88,7 @@ class TD3(Algorithm):
         loss = -q1.mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.policy.parameters())
         self.actor_optimizer.step()
         return loss.detach()
 

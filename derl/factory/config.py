@@ -161,6 +161,18 @@ class Config:
     )
     eval_episodes: int = hp(10, "episodes per evaluation", at_least=1)
     threads: int = hp(0, "torch CPU threads (0: torch's default, one per core)", at_least=0)
+    nproc: int = hp(
+        1,
+        "processes training together, data-parallel on torch.distributed (each steps its own "
+        "--num-envs envs; --num-train-steps counts all); >1 starts them through torchrun",
+        at_least=1,
+    )
+    dist_backend: str = hp(
+        "auto",
+        "torch.distributed backend of --nproc or torchrun: auto (nccl with one GPU per process, "
+        "else gloo), gloo or nccl",
+        choices=("auto", "gloo", "nccl"),
+    )
     capture_video_every: int = hp(
         0,
         "env steps between videos of one deterministic episode of the agent, to LOGDIR/videos, "

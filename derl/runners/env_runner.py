@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from derl import distributed
 from derl.env.normalize import VecNormalize
 from derl.env.state import get_vector_env_state, set_vector_env_state
 from derl.errors import UsageError
@@ -56,6 +57,9 @@ class EnvRunner:
             logger,
         )
         self.num_envs = env.num_envs
+        # Data-parallel training: every rank steps as many envs in lockstep, and step_count
+        # counts them all, so that budgets, schedules and checkpoints agree (derl.distributed).
+        self.world_size = distributed.world_size()
         self.step_count = 0
         self.rollout_start = 0  # step_count when the last rollout began: schedules read it
         self.obs: torch.Tensor | None = None
@@ -90,7 +94,7 @@ class EnvRunner:
             next_obs, rewards, terminated, truncated, info = self.env.step(
                 self.policy.env_actions(out["actions"])
             )
-            self.step_count += N
+            self.step_count += N * self.world_size
             for key, value in out.items():  # actor-critics: actions, log_probs, values
                 steps[key].append(value)
             steps["obs"].append(obs)

@@ -1,0 +1,266 @@
+"""Data-parallel training on torch.distributed (gloo on the CPU), 2 processes per run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import assert_same, scalars
+
+import derl
+from derl import checkpoint
+from derl.errors import UsageError
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def derl_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "derl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
+
+
+def torchrun(*args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
+    """tests/dist_worker.py ARGS under torchrun."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            str(WORKER),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def newest(logdir: Path) -> tuple[dict, dict]:
+    """Rank 0's and rank 1's parts of the newest checkpoint."""
+    path = checkpoint.list_checkpoints(logdir)[-1]
+    return checkpoint.load(path), checkpoint.load(checkpoint.rank_path(path, 1))
+
+
+def without(x, *names: str):
+    """`x` without the dict entries whose key contains one of `names`, at any depth."""
+    if isinstance(x, dict):
+        return {k: without(v, *names) for k, v in x.items() if not any(n in str(k) for n in names)}
+    if isinstance(x, (list, tuple)):
+        return type(x)(without(v, *names) for v in x)
+    return x
+
+
+CLOCK = ("episode_start_time", "time_queue")  # RecordEpisodeStatistics' wall-clock times
+
+
+def trained(state: dict) -> dict:
+    """What the ranks must agree on: everything but the runner (envs, replay) and noisy nets'
+    noise, which each rank samples for itself."""
+    return without({k: v for k, v in state["state"].items() if k != "runner"}, "epsilon")
+
+
+RUNS = {
+    "ppo": ["--env-id", "CartPole-v1", "--num-train-steps", "2048"],
+    "a2c": ["--env-id", "CartPole-v1", "--num-train-steps", "1024"],
+    "dqn": ["--env-id", "CartPole-v1", "--num-train-steps", "768", "--learning-starts", "256"],
+    "rainbow": ["--env-id", "CartPole-v1", "--num-train-steps", "768", "--learning-starts", "256"],
+    "sac": ["--env-id", "Pendulum-v1", "--num-train-steps", "512", "--learning-starts", "256"],
+    "td3": ["--env-id", "Pendulum-v1", "--num-train-steps", "512", "--learning-starts", "256"],
+}
+
+
+@pytest.mark.parametrize("alg", list(RUNS))
+def test_two_processes_keep_identical_parameters(alg, tmp_path):
+    logdir = tmp_path / "run"
+    ok(derl_cli(alg, *RUNS[alg], "--nproc", "2", "--eval-every", "0", "--logdir", str(logdir)))
+    main, other = newest(logdir)
+    assert_same(trained(main), trained(other))  # bitwise: parameters, optimizers, targets
+    optimizers = [v for k, v in main["state"].items() if "optimizer" in k and v]
+    assert all(o["state"] for o in optimizers), "no update was made"
+    steps = main["state"]["runner"]["step_count"]
+    assert steps == other["state"]["runner"]["step_count"] >= int(RUNS[alg][3])
+    # Each rank stepped its own envs (other seeds): their observations differ.
+    obs = [s["state"]["runner"]["obs"] for s in (main, other)]
+    assert obs[0] is None or not torch.equal(obs[0], obs[1])
+    assert main["config"]["nproc"] == 2
+    assert sorted(p.name for p in logdir.iterdir() if p.is_file()) == [
+        ".lock",
+        "config.json",
+        *sorted(p.name for p in logdir.glob("events.out.tfevents.*")),
+    ]
+    assert len(list(logdir.glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
+
+
+def test_one_logdir_logs_the_episodes_of_every_rank(tmp_path):
+    logdir = tmp_path / "run"
+    steps = 4096
+    ok(
+        derl_cli(
+            "ppo",
+            "--env-id",
+            "CartPole-v1",
+            "--nproc",
+            "2",
+            "--num-envs",
+            "1",
+            "--num-runner-steps",
+            "128",
+            "--num-train-steps",
+            str(steps),
+            "--logdir",
+            str(logdir),
+        )
+    )
+    logged = scalars(logdir)
+    lengths = [e.value for e in logged["episode/length"]]
+    # Each rank leaves at most one episode unfinished; rank 0's own would be half the steps.
+    assert steps - 2 * max(lengths) <= sum(lengths) <= steps
+    sps_steps = [e.step for e in logged["time/sps"]]
+    assert sps_steps[-1] == steps  # the step axis counts the steps of both ranks
+    assert [e.step for e in logged["episode/return"]] == sorted(
+        e.step for e in logged["episode/return"]
+    )
+
+
+@pytest.mark.parametrize(
+    "alg,env_id,options",
+    [
+        (
+            "ppo",
+            "Pendulum-v1",
+            ["normalize=True", "num_envs=2", "num_runner_steps=128", "num_train_steps=3072"],
+        ),
+        (
+            "dqn",
+            "CartPole-v1",
+            ["save_buffer=True", "learning_starts=256", "num_train_steps=1536", "num_envs=2"],
+        ),
+    ],
+)
+def test_a_two_process_run_resumes_bit_for_bit(alg, env_id, options, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["checkpoint_every=512", "eval_every=0", "threads=1", *options]
+    ok(torchrun("train", str(straight), alg, env_id, *common))
+    ok(torchrun("stop", str(split), alg, env_id, *common, "stop=1024"))
+    assert checkpoint.list_checkpoints(split)[-1].name == "step-000000001024.pt"
+    resumed = ok(torchrun("resume", str(split), alg, env_id))
+    assert "resuming from" in resumed.stderr
+    for a, b in zip(newest(straight), newest(split), strict=True):
+        # Every rank: model, envs, replay, normalizer (not the wall-clock start time that
+        # RecordEpisodeStatistics keeps).
+        assert_same(without(a["state"], *CLOCK), without(b["state"], *CLOCK))
+        assert_same(a["rng"], b["rng"])
+    main, other = newest(split)
+    if "normalize=True" in options:  # the statistics of both ranks' observations, merged
+        normalizers = [s["state"]["runner"]["normalizer"] for s in (main, other)]
+        assert_same(*(without(n, "returns") for n in normalizers))  # not each env's return
+
+
+def test_derl_resume_starts_the_processes_of_a_data_parallel_run(tmp_path):
+    logdir = tmp_path / "run"
+    ok(torchrun("stop", str(logdir), "ppo", "CartPole-v1", "num_train_steps=4096", "stop=1024"))
+    result = ok(derl_cli("resume", str(logdir)))
+    assert "done: 4096 env steps" in result.stdout
+    assert checkpoint.list_checkpoints(logdir)[-1].name == "step-000000004096.pt"
+    assert checkpoint.rank_path(checkpoint.list_checkpoints(logdir)[-1], 1).exists()
+    # One process cannot continue it alone, nor a group of another size.
+    with pytest.raises(UsageError, match="trained by 2 processes"):
+        derl.resume(logdir)
+    other = torchrun("resume", str(logdir), "ppo", "CartPole-v1", nproc=3)
+    assert other.returncode != 0
+    assert other.stderr.count("was trained with 2 process(es), but torchrun started 3") == 1
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--nproc", "0"], "--nproc must be >= 1, got 0"),
+        (["--nproc", "2", "--dist-backend", "nccl", "--device", "cpu"], "nccl needs CUDA"),
+        (["--nproc", "2", "--device", "cuda"], "torch sees no CUDA device"),
+    ],
+)
+def test_bad_nproc_input_is_one_line(flags, message, tmp_path):
+    result = derl_cli("ppo", "--env-id", "CartPole-v1", *flags, "--logdir", str(tmp_path / "r"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_refusal_under_torchrun_is_printed_once(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")  # holds a run: refused on rank 0
+    result = torchrun("train", str(tmp_path / "run"), "ppo", "CartPole-v1")
+    assert result.returncode != 0
+    assert result.stderr.count("already holds a run") == 1, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_killed_rank_is_restarted_and_the_run_completes(tmp_path):
+    logdir = tmp_path / "run"
+    steps = 40_960
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "--max-restarts=3",
+        "-m",
+        "derl",
+        "ppo",
+        "--env-id",
+        "CartPole-v1",
+        "--num-train-steps",
+        str(steps),
+        "--checkpoint-every",
+        "4096",
+        "--logdir",
+        str(logdir),
+    ]
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    deadline = time.time() + 120
+    while not checkpoint.list_checkpoints(logdir) and time.time() < deadline:
+        time.sleep(0.2)
+    assert checkpoint.list_checkpoints(logdir), "no checkpoint within 2 minutes"
+    os.kill(rank_pid(1, logdir), signal.SIGKILL)
+    out, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err.decode()[-3000:]
+    assert "resuming from" in err.decode()
+    main, other = newest(logdir)
+    assert main["state"]["runner"]["step_count"] >= steps
+    assert_same(trained(main), trained(other))
+
+
+def rank_pid(rank: int, logdir: Path) -> int:
+    """The pid of the derl process of `rank` training in `logdir`."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(logdir).encode() in cmdline and f"RANK={rank}".encode() in environ:
+            if b"torch.distributed.run" not in cmdline:
+                return int(proc.name)
+    raise AssertionError(f"no process of rank {rank} found")
