@@ -117,14 +117,34 @@ def init(requested_backend: str, device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     try:
-        dist.init_process_group(backend, timeout=TIMEOUT)
+        dist.init_process_group(backend, timeout=TIMEOUT, **attempt_store())
     except (RuntimeError, ValueError) as exc:  # a rendezvous that timed out, a port in use
         raise UsageError(f"cannot join the other processes ({first_line(exc)})") from None
 
 
+def attempt_store() -> dict:
+    """The store of this attempt, when torchrun's agent hosts it: after a restart
+    (--max-restarts) it still holds the addresses the dead processes published, and gloo
+    would try to connect to them. A prefix per attempt keeps each attempt's keys apart."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}  # init_process_group's own env:// rendezvous
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        int(os.environ["WORLD_SIZE"]),
+        is_master=False,
+        timeout=TIMEOUT,
+    )
+    return {
+        "store": dist.PrefixStore(f"derl/attempt_{restart_count()}", store),
+        "rank": int(os.environ["RANK"]),
+        "world_size": int(os.environ["WORLD_SIZE"]),
+    }
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def collective(fn: Callable[..., T], *args: Any) -> T:

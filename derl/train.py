@@ -207,12 +207,16 @@ def join_group(config: Config, resuming: bool = False) -> tuple[Config, torch.de
     device = distributed.local_device(device)
     distributed.init(config.dist_backend, device)
     size = distributed.world_size()
-    if config.nproc != size and (resuming or config.nproc != 1):
-        was = "this run was trained with" if resuming else "--nproc asks for"
-        raise UsageError(
-            f"{was} {config.nproc} process(es), but torchrun started {size}; "
-            f"use --nproc-per-node {config.nproc} (x nodes) or `derl resume` (it starts them)"
-        )
+
+    def check_size() -> None:
+        if config.nproc != size and (resuming or config.nproc != 1):
+            was = "this run was trained with" if resuming else "--nproc asks for"
+            raise UsageError(
+                f"{was} {config.nproc} process(es), but torchrun started {size}; use "
+                f"--nproc-per-node {config.nproc} (x nodes) or `derl resume` (it starts them)"
+            )
+
+    distributed.agree(check_size)  # every rank refuses it; one prints it
     return dataclasses.replace(config, nproc=size), device
 
 

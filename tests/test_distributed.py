@@ -14,6 +14,7 @@ from conftest import assert_same, scalars
 import derl
 from derl import checkpoint
 from derl.errors import UsageError
+from derl.evaluate import evaluate
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -30,7 +31,8 @@ def derl_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 
 def torchrun(*args: str, nproc: int = 2, timeout: int = 300) -> subprocess.CompletedProcess:
-    """tests/dist_worker.py ARGS under torchrun."""
+    """tests/dist_worker.py ARGS under torchrun; `-m`, "derl", ARGS: the derl command."""
+    script = [] if args[0] == "-m" else [str(WORKER)]
     return subprocess.run(
         [
             sys.executable,
@@ -38,7 +40,7 @@ def torchrun(*args: str, nproc: int = 2, timeout: int = 300) -> subprocess.Compl
             "torch.distributed.run",
             "--standalone",
             f"--nproc-per-node={nproc}",
-            str(WORKER),
+            *script,
             *args,
         ],
         capture_output=True,
@@ -160,7 +162,8 @@ def test_a_two_process_run_resumes_bit_for_bit(alg, env_id, options, tmp_path):
     common = ["checkpoint_every=512", "eval_every=0", "threads=1", *options]
     ok(torchrun("train", str(straight), alg, env_id, *common))
     ok(torchrun("stop", str(split), alg, env_id, *common, "stop=1024"))
-    assert checkpoint.list_checkpoints(split)[-1].name == "step-000000001024.pt"
+    stopped = checkpoint.load(checkpoint.list_checkpoints(split)[-1])
+    assert 1024 <= stopped["state"]["runner"]["step_count"] < 1536
     resumed = ok(torchrun("resume", str(split), alg, env_id))
     assert "resuming from" in resumed.stderr
     for a, b in zip(newest(straight), newest(split), strict=True):
@@ -184,7 +187,7 @@ def test_derl_resume_starts_the_processes_of_a_data_parallel_run(tmp_path):
     # One process cannot continue it alone, nor a group of another size.
     with pytest.raises(UsageError, match="trained by 2 processes"):
         derl.resume(logdir)
-    other = torchrun("resume", str(logdir), "ppo", "CartPole-v1", nproc=3)
+    other = torchrun("-m", "derl", "resume", str(logdir), nproc=3)
     assert other.returncode != 0
     assert other.stderr.count("was trained with 2 process(es), but torchrun started 3") == 1
 
@@ -208,7 +211,8 @@ def test_bad_nproc_input_is_one_line(flags, message, tmp_path):
 def test_a_refusal_under_torchrun_is_printed_once(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("{}")  # holds a run: refused on rank 0
-    result = torchrun("train", str(tmp_path / "run"), "ppo", "CartPole-v1")
+    logdir = str(tmp_path / "run")
+    result = torchrun("-m", "derl", "ppo", "--env-id", "CartPole-v1", "--logdir", logdir)
     assert result.returncode != 0
     assert result.stderr.count("already holds a run") == 1, result.stderr[-2000:]
 
@@ -264,3 +268,11 @@ def rank_pid(rank: int, logdir: Path) -> int:
             if b"torch.distributed.run" not in cmdline:
                 return int(proc.name)
     raise AssertionError(f"no process of rank {rank} found")
+
+
+@pytest.mark.slow
+def test_two_processes_solve_cartpole_with_the_default_command(tmp_path):
+    logdir = tmp_path / "run"
+    ok(derl_cli("ppo", "--env-id", "CartPole-v1", "--nproc", "2", "--logdir", str(logdir)))
+    agent = derl.load(logdir)
+    assert evaluate(agent, 20).mean() >= 475
