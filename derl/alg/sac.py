@@ -138,17 +138,18 @@ class SAC(Algorithm):
         loss = actor_loss(log_prob, q1, q2, alpha)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        average_gradients(self.policy.parameters())
-        self.actor_optimizer.step()
         entropy = -log_prob.detach().mean()
         metrics = {"actor_loss": loss.detach(), "alpha": alpha, "entropy": entropy}
-        if self.alpha_optimizer is not None:
+        if self.alpha_optimizer is not None:  # its loss sees log_prob detached: either order
             alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()
-            average_gradients([self.log_alpha])
-            self.alpha_optimizer.step()
             metrics["alpha_loss"] = alpha_loss.detach()
+        # Data-parallel ranks: one all-reduce for the actor's and the temperature's gradients.
+        average_gradients([*self.policy.parameters(), self.log_alpha])
+        self.actor_optimizer.step()
+        if self.alpha_optimizer is not None:
+            self.alpha_optimizer.step()
         return metrics
 
     def update_target(self) -> None:
