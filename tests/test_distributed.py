@@ -80,35 +80,55 @@ def trained(state: dict) -> dict:
 
 
 RUNS = {
-    "ppo": ["--env-id", "CartPole-v1", "--num-train-steps", "2048"],
-    "a2c": ["--env-id", "CartPole-v1", "--num-train-steps", "1024"],
-    "dqn": ["--env-id", "CartPole-v1", "--num-train-steps", "768", "--learning-starts", "256"],
-    "rainbow": ["--env-id", "CartPole-v1", "--num-train-steps", "768", "--learning-starts", "256"],
-    "sac": ["--env-id", "Pendulum-v1", "--num-train-steps", "512", "--learning-starts", "256"],
-    "td3": ["--env-id", "Pendulum-v1", "--num-train-steps", "512", "--learning-starts", "256"],
+    "ppo": "CartPole-v1",
+    "a2c": "CartPole-v1",
+    "dqn": "CartPole-v1",
+    "rainbow": "CartPole-v1",
+    "sac": "Pendulum-v1",
+    "td3": "Pendulum-v1",
 }
 
 
-@pytest.mark.parametrize("alg", list(RUNS))
-def test_two_processes_keep_identical_parameters(alg, tmp_path):
+def test_two_processes_keep_identical_parameters_for_every_algorithm(tmp_path):
+    runs = ",".join(f"{alg}:{env_id}" for alg, env_id in RUNS.items())
+    options = ["learning_starts=256", "eval_every=0", "threads=1"]
+    ok(torchrun("each", str(tmp_path), runs, "-", *options, "num_train_steps=512"))
+    for alg in RUNS:
+        logdir = tmp_path / alg
+        main, other = newest(logdir)
+        assert_same(trained(main), trained(other), alg)  # bitwise: weights, optimizers, targets
+        optimizers = [v for k, v in main["state"].items() if "optimizer" in k and v]
+        assert all(o["state"] for o in optimizers), f"{alg}: no update was made"
+        steps = main["state"]["runner"]["step_count"]
+        assert steps == other["state"]["runner"]["step_count"] >= 512
+        # Each rank stepped its own envs (other seeds): their observations differ.
+        obs = [s["state"]["runner"]["obs"] for s in (main, other)]
+        assert obs[0] is None or not torch.equal(obs[0], obs[1]), alg
+        assert main["config"]["nproc"] == 2
+        assert len(list(logdir.glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
+
+
+def test_nproc_starts_the_processes_and_they_share_one_logdir(tmp_path):
     logdir = tmp_path / "run"
-    ok(derl_cli(alg, *RUNS[alg], "--nproc", "2", "--eval-every", "0", "--logdir", str(logdir)))
+    ok(
+        derl_cli(
+            "a2c",
+            "--env-id",
+            "CartPole-v1",
+            "--nproc",
+            "2",
+            "--num-train-steps",
+            "512",
+            "--logdir",
+            str(logdir),
+        )
+    )
     main, other = newest(logdir)
-    assert_same(trained(main), trained(other))  # bitwise: parameters, optimizers, targets
-    optimizers = [v for k, v in main["state"].items() if "optimizer" in k and v]
-    assert all(o["state"] for o in optimizers), "no update was made"
-    steps = main["state"]["runner"]["step_count"]
-    assert steps == other["state"]["runner"]["step_count"] >= int(RUNS[alg][3])
-    # Each rank stepped its own envs (other seeds): their observations differ.
-    obs = [s["state"]["runner"]["obs"] for s in (main, other)]
-    assert obs[0] is None or not torch.equal(obs[0], obs[1])
-    assert main["config"]["nproc"] == 2
-    assert sorted(p.name for p in logdir.iterdir() if p.is_file()) == [
-        ".lock",
-        "config.json",
-        *sorted(p.name for p in logdir.glob("events.out.tfevents.*")),
-    ]
-    assert len(list(logdir.glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
+    assert_same(trained(main), trained(other))
+    assert sorted(p.name for p in logdir.iterdir()) == sorted(
+        [".lock", "config.json", "checkpoints", *(p.name for p in logdir.glob("events.*"))]
+    )
+    assert len(list(logdir.glob("events.*"))) == 1
 
 
 def test_one_logdir_logs_the_episodes_of_every_rank(tmp_path):
@@ -148,12 +168,26 @@ def test_one_logdir_logs_the_episodes_of_every_rank(tmp_path):
         (
             "ppo",
             "Pendulum-v1",
-            ["normalize=True", "num_envs=2", "num_runner_steps=128", "num_train_steps=3072"],
+            [
+                "normalize=True",
+                "num_envs=2",
+                "num_runner_steps=128",
+                "num_epochs=2",
+                "num_minibatches=2",
+                "num_train_steps=2048",
+            ],
         ),
         (
             "dqn",
             "CartPole-v1",
-            ["save_buffer=True", "learning_starts=256", "num_train_steps=1536", "num_envs=2"],
+            [
+                "save_buffer=True",
+                "learning_starts=256",
+                "num_train_steps=1280",
+                "num_envs=2",
+                "train_freq=16",
+                "gradient_steps=4",
+            ],
         ),
     ],
 )
@@ -161,9 +195,9 @@ def test_a_two_process_run_resumes_bit_for_bit(alg, env_id, options, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = ["checkpoint_every=512", "eval_every=0", "threads=1", *options]
     ok(torchrun("train", str(straight), alg, env_id, *common))
-    ok(torchrun("stop", str(split), alg, env_id, *common, "stop=1024"))
+    ok(torchrun("stop", str(split), alg, env_id, *common, "stop=768"))
     stopped = checkpoint.load(checkpoint.list_checkpoints(split)[-1])
-    assert 1024 <= stopped["state"]["runner"]["step_count"] < 1536
+    assert 768 <= stopped["state"]["runner"]["step_count"] < 1280
     resumed = ok(torchrun("resume", str(split), alg, env_id))
     assert "resuming from" in resumed.stderr
     for a, b in zip(newest(straight), newest(split), strict=True):
@@ -179,10 +213,10 @@ def test_a_two_process_run_resumes_bit_for_bit(alg, env_id, options, tmp_path):
 
 def test_derl_resume_starts_the_processes_of_a_data_parallel_run(tmp_path):
     logdir = tmp_path / "run"
-    ok(torchrun("stop", str(logdir), "ppo", "CartPole-v1", "num_train_steps=4096", "stop=1024"))
+    ok(torchrun("stop", str(logdir), "ppo", "CartPole-v1", "num_train_steps=2048", "stop=1024"))
     result = ok(derl_cli("resume", str(logdir)))
-    assert "done: 4096 env steps" in result.stdout
-    assert checkpoint.list_checkpoints(logdir)[-1].name == "step-000000004096.pt"
+    assert "done: 2048 env steps" in result.stdout
+    assert checkpoint.list_checkpoints(logdir)[-1].name == "step-000000002048.pt"
     assert checkpoint.rank_path(checkpoint.list_checkpoints(logdir)[-1], 1).exists()
     # One process cannot continue it alone, nor a group of another size.
     with pytest.raises(UsageError, match="trained by 2 processes"):
