@@ -340,6 +340,7 @@ def launch(nproc: int, args: list[str], threads: int = 0) -> int:
     """Start `python -m derl ARGS` as `nproc` processes on this machine through torch's own
     launcher (what `torchrun --standalone --nproc-per-node N -m derl ARGS` does); returns the
     exit status: 0, or that of the first process that failed (rank 0's when it did)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -347,7 +348,16 @@ def launch(nproc: int, args: list[str], threads: int = 0) -> int:
     # set here so that it does not warn about it).
     os.environ.setdefault("OMP_NUM_THREADS", str(threads or 1))
     parsed = get_args_parser().parse_args(
-        ["--standalone", f"--nproc-per-node={nproc}", "--module", "derl"]
+        [
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            # Ctrl-C reaches this launcher (the workers run in sessions of their own), which
+            # passes SIGINT on: the ranks then stop at the same step with a checkpoint
+            # (derl.lifecycle). This is how long it waits for them before killing them.
+            "--shutdown-timeout=600",
+            "--module",
+            "derl",
+        ]
     )
     parsed.training_script_args = list(args)  # not parsed again: --nproc would be ambiguous
     try:
@@ -356,4 +366,6 @@ def launch(nproc: int, args: list[str], threads: int = 0) -> int:
         failure = exc.failures.get(0) or next(iter(exc.failures.values()))
         code = failure.exitcode
         return code if code > 0 else 128 + abs(code)  # killed by a signal: as a shell says it
+    except SignalException as exc:  # Ctrl-C or kill: the ranks have stopped
+        return 128 + int(exc.sigval)
     return 0

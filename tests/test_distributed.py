@@ -310,3 +310,26 @@ def test_two_processes_solve_cartpole_with_the_default_command(tmp_path):
     ok(derl_cli("ppo", "--env-id", "CartPole-v1", "--nproc", "2", "--logdir", str(logdir)))
     agent = derl.load(logdir)
     assert evaluate(agent, 20).mean() >= 475
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_rank_at_one_checkpoint(tmp_path):
+    logdir = tmp_path / "run"
+    command = [sys.executable, "-m", "derl", "ppo", "--env-id", "CartPole-v1", "--nproc", "2"]
+    launcher = subprocess.Popen(
+        [*command, "--num-train-steps", "1000000", "--logdir", str(logdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not list(logdir.glob("events.*")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # training
+    launcher.send_signal(signal.SIGINT)  # what Ctrl-C sends the launcher
+    out, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, err[-2000:]
+    assert "continue with: derl resume" in out
+    main, other = newest(logdir)  # both parts, at the same step
+    assert main["state"]["runner"]["step_count"] == other["state"]["runner"]["step_count"]
