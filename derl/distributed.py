@@ -291,10 +291,12 @@ class Exchange:
         return [moments(normalizer.obs_rms), moments(normalizer.return_rms)]
 
     def normalizer(self):
-        from derl.env.normalize import VecNormalize
-
+        """The runner's env if it normalises (derl.env.VecNormalize, recognised by its
+        statistics: this module sits below the envs) and its statistics are still learning."""
         env = self.runner.env
-        return env if isinstance(env, VecNormalize) and env.training else None
+        if hasattr(env, "obs_rms") and hasattr(env, "return_rms") and env.training:
+            return env
+        return None
 
     def __call__(self, step: int, episodes: list, stop: bool, stopped_by: str) -> dict:
         """Every rank's episodes (rank 0 logs them), whether any rank stops, the merged

@@ -177,7 +177,7 @@ def test_one_logdir_logs_the_episodes_of_every_rank(tmp_path):
                 "num_train_steps=2048",
             ],
         ),
-        (
+        pytest.param(
             "dqn",
             "CartPole-v1",
             [
@@ -188,6 +188,7 @@ def test_one_logdir_logs_the_episodes_of_every_rank(tmp_path):
                 "train_freq=16",
                 "gradient_steps=4",
             ],
+            marks=pytest.mark.slow,  # a replay in each rank's part: 30 s
         ),
     ],
 )

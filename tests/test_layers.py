@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "derl"
 LAYERS = [
     # 0: no derl imports above these (buffer.py is a single file users copy: no derl imports)
     {"errors", "types", "checkpoint", "lock", "guard", "optim", "distributions", "noisy", "custom"}
-    | {"logger", "plot", "buffer", "tracking", "video"},
+    | {"logger", "plot", "buffer", "tracking", "video", "distributed"},
     {"env", "models"},
     {"policies", "returns"},
     {"runners", "alg"},
