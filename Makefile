@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-all lint docs bench clean
+.PHONY: demo test test-all lint docs bench bench-dist clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ docs: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_ppo.py
 	$(BIN)/python benchmarks/bench_offpolicy.py
+
+# Data-parallel scaling (1 vs 2 processes) and the cost of one gloo all-reduce: on a quiet machine.
+bench-dist: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_distributed.py
+	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc-per-node 2 benchmarks/bench_allreduce.py
 
 clean:
 	rm -rf $(VENV) runs site
