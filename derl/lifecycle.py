@@ -112,10 +112,8 @@ class Lifecycle:
         episodes, self.logger.deferred = self.logger.deferred, []
         agreed = self.exchange(step, episodes, self.sigint, self.vote)
         if distributed.is_main():
-            self.logger.deferred = None
             for episode in agreed["episodes"]:
-                self.logger.episode(*episode)
-            self.logger.deferred = []
+                self.logger.write_episode(*episode)
         self.stop_requested = self.stop_requested or agreed["stop"]
         self.stopped_by = self.stopped_by or agreed["stopped_by"]
 

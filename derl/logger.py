@@ -108,7 +108,10 @@ class Logger:
         """One finished episode (the true return: Atari game score, unnormalised reward)."""
         if self.deferred is not None:
             self.deferred.append((episode_return, length, step))
-            return
+        else:
+            self.write_episode(episode_return, length, step)
+
+    def write_episode(self, episode_return: float, length: int, step: int) -> None:
         self.recent_returns.append(episode_return)
         self.scalar("episode/return", episode_return, step)
         self.scalar("episode/length", length, step)
