@@ -14,7 +14,7 @@ from derl.env.families import family, register_ids
 from derl.env.normalize import VecNormalize
 from derl.errors import UsageError
 
-VECTORIZATIONS = ("sync", "async")
+VECTORIZATIONS = ("sync", "async", "envpool")
 
 
 class FlatObservations(gym.ObservationWrapper):
@@ -103,6 +103,24 @@ def user_env_fn(config, env_fn: Callable | None = None) -> Callable | None:
     return import_function(config.env_fn, "env_fn")
 
 
+def make_envpool(
+    env_id: str, fam: str, num_envs: int, env_kwargs: dict | None, env_fn: Callable | None
+) -> tuple[gym.vector.VectorEnv, gym.Space]:
+    """An EnvPoolVectorEnv with the spaces of gymnasium's own env for `env_id` (one is made
+    and closed to read them, which also checks the id and its extra)."""
+    from derl.env.envpool import EnvPoolVectorEnv, import_envpool
+
+    if env_fn is not None:
+        raise UsageError(
+            "--vectorization envpool makes EnvPool's envs; an env_fn needs sync or async"
+        )
+    import_envpool()
+    probe = make_single(env_id, None, env_kwargs)
+    spaces = probe.observation_space, probe.action_space, probe.get_wrapper_attr("structured_space")
+    probe.close()
+    return EnvPoolVectorEnv(env_id, fam, num_envs, spaces[0], spaces[1], env_kwargs), spaces[2]
+
+
 def make(
     env_id: str,
     num_envs: int = 1,
@@ -115,8 +133,10 @@ def make(
 ) -> gym.vector.VectorEnv:
     """A gymnasium vector env of `num_envs` copies of `env_id`, reset with `seed`.
 
-    Episodes end with terminated/truncated kept apart; a finished env is reset in the same step
-    and its real last observation is in `info["final_obs"]` (gymnasium's SAME_STEP autoreset).
+    `vectorization`: "sync" (one process), "async" (a process per env) or "envpool" (EnvPool's
+    C++ pool, derl.env.envpool). Episodes end with terminated/truncated kept apart; a finished
+    env is reset in the same step and its real last observation is in `info["final_obs"]`
+    (gymnasium's SAME_STEP autoreset).
     `normalize=None` turns observation and reward normalisation on for MuJoCo and pybullet.
     `env_kwargs` go to gymnasium.make; `env_fn`, a function returning a gymnasium.Env, makes
     each env instead (then `env_id` is only a name). Observations that are not a Box arrive
@@ -129,15 +149,18 @@ def make(
     if num_envs < 1:
         raise UsageError(f"num_envs must be >= 1, got {num_envs}")
     fns = [partial(make_single, env_id, None, env_kwargs, env_fn) for _ in range(num_envs)]
-    vector_cls = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
     try:
-        vector_env = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        if vectorization == "envpool":
+            vector_env, structured = make_envpool(env_id, fam, num_envs, env_kwargs, env_fn)
+        else:
+            vector_cls = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
+            vector_env = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+            structured = vector_env.get_attr("structured_space")[0]
     except gym.error.DependencyNotInstalled as exc:
         extra = "mujoco" if fam == "mujoco" else "all"
         raise UsageError(
             f'{env_id!r} cannot be made ({exc}); pip install "derl[{extra}]"'
         ) from None
-    structured = vector_env.get_attr("structured_space")[0]
     env: gym.vector.VectorEnv = vector_env
     if normalize or (normalize is None and fam == "mujoco"):
         env = VecNormalize(env, gamma=gamma)

@@ -145,7 +145,10 @@ class Config:
     )
     num_envs: int = hp(8, "number of envs stepped together", at_least=1)
     vectorization: str = hp(
-        "sync", "sync (one process) or async (one process per env)", choices=("sync", "async")
+        "sync",
+        "sync (one process), async (one process per env) or envpool (EnvPool's C++ pool: "
+        'pip install "derl[envpool]")',
+        choices=("sync", "async", "envpool"),
     )
     num_train_steps: int = hp(1_000_000, "env steps to train for, summed over envs", at_least=1)
     normalize: bool = hp(False, "running observation and reward normalisation")
