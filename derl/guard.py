@@ -79,7 +79,8 @@ def nonfinite_activation(policy: Policy, obs: Tensor | None) -> str | None:
     ]
     try:
         with contextlib.suppress(Exception):  # a broken policy may fail to act: the hooks saw why
-            policy.act(obs, deterministic=True)
+            # the eager act under --compile: hooks would break torch.compile's graph apart
+            getattr(policy.act, "eager", policy.act)(obs, deterministic=True)
     finally:
         for handle in handles:
             handle.remove()

@@ -81,10 +81,15 @@ class EpsilonGreedyPolicy(nn.Module):
         if deterministic:
             return {"actions": self.q_network.q_values(obs).argmax(-1)}
         n = obs.shape[0]
-        explore = torch.rand(n, device=obs.device) < self.epsilon
+        # epsilon as a tensor, as the property computes it: no device sync on CUDA
+        frac = (self.steps.double() / self.exploration_steps).clamp(max=1.0)
+        epsilon = self.initial_eps + (self.final_eps - self.initial_eps) * frac
+        explore = torch.rand(n, device=obs.device) < epsilon
         actions = torch.randint(self.num_actions, (n,), device=obs.device)
         self.steps += n
-        if not explore.all():  # when every env explores, the Q network's answer goes unused
+        # When every env explores the Q network's answer goes unused: skipped on the CPU, where
+        # asking costs no device sync.
+        if obs.device.type != "cpu" or not explore.all():
             actions = torch.where(explore, actions, self.q_network.q_values(obs).argmax(-1))
         return {"actions": actions}
 

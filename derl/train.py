@@ -172,6 +172,10 @@ def build(
     cleanup.enter_context(logger)  # closed with the exit status, which W&B is told
     rank_config = dataclasses.replace(config, seed=rank_seed)  # the replay's sampling seed
     alg = together(lambda: spec.make(rank_config, env, device, logger, model))
+    if config.compile:
+        from derl.compile import compile_alg
+
+        compile_alg(alg, device, logger if main else None)
     if resume_state is not None:
         alg.load_state_dict(resume_state["state"])
         logger.load_state_dict(resume_state["logger"])

@@ -84,6 +84,7 @@ class Alg(Algorithm):
         self.runner, self.loss, self.optimizer = runner, loss, optimizer
         self.max_grad_norm, self.schedules = max_grad_norm, dict(schedules or {})
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.loss_fn: Callable[[Batch], LossOutput] = loss  # torch.compile(loss) with --compile
 
     def apply_schedules(self) -> dict[str, float]:
         values = {name: fn(self.runner.rollout_start) for name, fn in self.schedules.items()}
@@ -98,7 +99,7 @@ class Alg(Algorithm):
     def step(self, batch: Batch) -> dict:
         """One gradient update on `batch`; returns the metrics to log."""
         scheduled = self.apply_schedules()
-        out = self.loss(batch)
+        out = self.loss_fn(batch)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         average_gradients(self.params)  # data-parallel ranks: the gradient of all their batches

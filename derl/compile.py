@@ -1,0 +1,70 @@
+"""`--compile`: the update and acting through `torch.compile`, the compile time reported once.
+
+What is compiled:
+- PPO, A2C, DQN/Rainbow: the loss (`Alg.loss_fn`), forward and backward: AOTAutograd fuses the
+  loss's element-wise maths and the network's backward into few kernels. The optimizer is fused
+  Adam already, one kernel.
+- SAC, TD3: the actor's and the twin critics' forward passes (their updates call several
+  networks under different `requires_grad` settings, which `torch.compile` of a whole update would
+  split into many graphs).
+- Acting (`policy.act`) of PPO and A2C (DQN's act branches on its random draws, which would
+  break the graph; SAC's and TD3's networks are compiled already).
+On CUDA with mode "reduce-overhead" (CUDA graphs: a step replays recorded kernels instead of
+launching each one from Python); on the CPU with inductor's default mode.
+
+Compiling takes seconds to a minute on the first update (and again for a new shape, e.g. an eval
+batch): it is printed, and logged as `time/compile_s`. Off by default: on this project's CPU
+benchmarks it shortens PPO's and A2C's MLP updates but not a short run's wall time, and the
+compiled kernels round differently from eager ones (a compiled run is deterministic, but not
+bit-equal to an eager run of the same seed). See the README's benchmarks.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from derl.policies import ActorCriticPolicy
+
+
+class Timed:
+    """`fn` compiled; the first call, which compiles, is timed and `report`ed once."""
+
+    def __init__(self, fn: Callable, name: str, report: Callable[[str, float], None], **kwargs):
+        self.fn, self.name, self.report = torch.compile(fn, **kwargs), name, report
+        self.eager = fn  # for NaN probes with forward hooks (derl.guard)
+        self.first = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.first:
+            return self.fn(*args, **kwargs)
+        start = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        self.first = False
+        self.report(self.name, time.perf_counter() - start)
+        return out
+
+
+def compile_alg(alg: Any, device: torch.device, logger: Any = None) -> None:
+    """Compile `alg`'s update and its policy's `act` in place (state dicts are unchanged)."""
+    mode = "reduce-overhead" if device.type == "cuda" else None
+
+    def report(name: str, seconds: float) -> None:
+        print(f"derl: compiled {name} in {seconds:.1f} s (--compile)", file=sys.stderr)
+        if logger is not None:
+            logger.scalar(f"time/compile_s/{name.replace(' ', '_')}", seconds, 0)
+
+    policy = alg.runner.policy
+    if hasattr(alg, "loss_fn"):  # Alg: PPO, A2C, DQN
+        alg.loss_fn = Timed(alg.loss, "the loss", report, mode=mode)
+        if isinstance(policy, ActorCriticPolicy):  # DQN's act branches on its random draws
+            policy.act = Timed(policy.act, "acting", report, mode=mode)  # type: ignore[method-assign]
+        return
+    for module in (alg.critic, alg.target_critic, policy):  # SAC, TD3: acting included
+        module.compile(mode=mode)
+    if hasattr(alg, "target_policy"):
+        alg.target_policy.compile(mode=mode)
