@@ -1,7 +1,7 @@
-"""Training speed of derl's DQN and SAC against Stable-Baselines3's, same hyperparameters.
+"""Training speed of derl's DQN, SAC and TD3 against Stable-Baselines3's, same hyperparameters.
 
-Four runs per library: DQN on CartPole-v1 and BreakoutNoFrameskip-v4, SAC on Pendulum-v1 and
-HalfCheetah-v5, each from derl's preset for the env (`derl.make_config`) with every field mapped
+Five runs per library: DQN on CartPole-v1 and BreakoutNoFrameskip-v4, SAC on Pendulum-v1 and
+HalfCheetah-v5, TD3 on HalfCheetah-v5, each from derl's preset for the env (`derl.make_config`) with every field mapped
 onto SB3's class: network, batch size, buffer, learning start, env steps per round of updates and
 updates per round, target updates, exploration, learning rates. DQN runs plain (no double,
 dueling, n-step, prioritized replay, noisy nets or C51), as SB3 has none of them.
@@ -10,10 +10,13 @@ Every run is a fresh Python process (multiprocessing "spawn"), so neither librar
 other's torch state (worker threads, the flush-denormal flag derl sets, warm caches). What is
 timed, alike for both: building the env and the model, then training. derl: `derl.train(config,
 progress=False)`, which also writes TensorBoard scalars and a final checkpoint to a temporary
-logdir; SB3: `DQN(...)` / `SAC(...)` and `learn()` with verbose=0. Imports are not timed.
+logdir; SB3: `DQN(...)` / `SAC(...)` / `TD3(...)` and `learn()` with verbose=0. Imports are not
+timed. derl runs once per `--variants` entry (sync: its default; envpool; compile) against one
+SB3 baseline.
 
 Mapping notes: SB3 has one learning rate for SAC's actor, critics and temperature, so derl's q_lr
-is set to lr (the presets' are equal already). derl's SAC
+is set to lr (the presets' are equal already); the same for TD3, whose noises derl gives in
+half-widths of the action box and SB3 in action units (HalfCheetah's box is [-1, 1]: equal). derl's SAC
 squashes the actor's log std into [-5, 2] (CleanRL), SB3 clips it to [-20, 2]; SB3 computes critic
 gradients it throws away in the actor update, derl freezes the critic there. These are part of
 what is measured. Atari: derl uses gymnasium's AtariPreprocessing plus its own life-loss and
@@ -50,15 +53,28 @@ RUNS = {
         "HalfCheetah-v5",
         dict(num_train_steps=4_000, learning_starts=1_000),
     ),
+    "td3-halfcheetah": (
+        "td3",
+        "HalfCheetah-v5",
+        dict(num_train_steps=6_000, learning_starts=1_000),
+    ),
+}
+# derl runs once per --variants entry, against one SB3 baseline.
+VARIANTS = {
+    "sync": {},
+    "envpool": dict(vectorization="envpool"),
+    "compile": dict(compile=True),
 }
 PLAIN_DQN = dict(double=False, dueling=False, nstep=1, prioritized=False, noisy=False, atoms=1)
 
 
-def derl_config(alg: str, env_id: str, overrides: dict, logdir: str | None):
+def derl_config(alg: str, env_id: str, overrides: dict, logdir: str | None, variant: str = "sync"):
     import derl
 
-    # SB3's SAC has one learning rate: the critics get the actor's (the presets' are equal).
+    # SB3's SAC and TD3 have one learning rate: the critics get the actor's (the presets' are
+    # equal).
     extra = PLAIN_DQN if alg == "dqn" else dict(q_lr=derl.make_config(alg, env_id).lr)
+    extra.update(VARIANTS[variant])
     return derl.make_config(
         alg,
         env_id,
@@ -72,13 +88,13 @@ def derl_config(alg: str, env_id: str, overrides: dict, logdir: str | None):
     )
 
 
-def run_derl(alg: str, env_id: str, overrides: dict) -> tuple[int, float]:
+def run_derl(alg: str, env_id: str, overrides: dict, variant: str = "sync") -> tuple[int, float]:
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401  imports are not timed
 
     import derl
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = derl_config(alg, env_id, overrides, str(Path(tmp) / "run"))
+        config = derl_config(alg, env_id, overrides, str(Path(tmp) / "run"), variant)
         start = time.perf_counter()
         result = derl.train(config, progress=False)
         return result.env_steps, time.perf_counter() - start
@@ -106,8 +122,10 @@ def sb3_env(env_id: str):
 
 
 def sb3_model(alg: str, env, c):
-    """SB3's DQN or SAC from derl's config `c`, field by field."""
-    from stable_baselines3 import DQN, SAC
+    """SB3's DQN, SAC or TD3 from derl's config `c`, field by field."""
+    import numpy as np
+    from stable_baselines3 import DQN, SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
 
     from derl.models import is_image
 
@@ -132,6 +150,21 @@ def sb3_model(alg: str, env, c):
             ent_coef=f"auto_{c.alpha}" if c.autotune else c.alpha,
             target_entropy="auto",  # -dim(A), as derl
             policy_kwargs=dict(net_arch=[c.hidden, c.hidden]),
+            **common,
+        )
+    if alg == "td3":
+        assert c.lr == c.q_lr and c.num_envs == 1 and c.nstep == 1
+        half = (env.action_space.high - env.action_space.low) / 2  # derl's noise: half-widths
+        sizes = [int(h) for h in c.hidden.split(",")]
+        return TD3(
+            "MlpPolicy",
+            env,
+            learning_rate=c.lr,
+            policy_delay=c.policy_frequency,
+            target_policy_noise=c.policy_noise * float(half.mean()),
+            target_noise_clip=c.noise_clip * float(half.mean()),
+            action_noise=NormalActionNoise(np.zeros_like(half), c.exploration_noise * half),
+            policy_kwargs=dict(net_arch=sizes),
             **common,
         )
     image = is_image(env.observation_space)
@@ -166,7 +199,8 @@ def run_sb3(alg: str, env_id: str, overrides: dict) -> tuple[int, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["sync"])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     parser.add_argument("--repeats", type=int, default=1, help="runs per library; fastest kept")
     args = parser.parse_args(argv)
@@ -178,14 +212,14 @@ def main(argv: list[str] | None = None) -> None:
         alg, env_id, _ = RUNS[run]
         best: dict[str, tuple[int, float]] = {}
         for _ in range(args.repeats):
-            for lib in ("derl", "sb3"):
-                fn = run_derl if lib == "derl" else run_sb3
-                steps, seconds = isolated(fn, *RUNS[run], threads=args.threads)
+            runs = [(f"derl {v}", run_derl, (v,)) for v in args.variants]
+            for lib, fn, extra in [*runs, ("sb3", run_sb3, ())]:
+                steps, seconds = isolated(fn, *RUNS[run], *extra, threads=args.threads)
                 if lib not in best or steps / seconds > best[lib][0] / best[lib][1]:
                     best[lib] = (steps, seconds)
         sps = {lib: steps / seconds for lib, (steps, seconds) in best.items()}
         for lib, (steps, seconds) in best.items():
-            ratio = f"{sps['derl'] / sps['sb3']:.2f}x" if lib == "derl" else ""
+            ratio = f"{sps[lib] / sps['sb3']:.2f}x" if lib != "sb3" else ""
             row = f"| {alg} | {env_id} | {lib} | {steps} | {seconds:.1f} | {sps[lib]:.0f} |"
             print(f"{row} {ratio} |", flush=True)
     import torch

@@ -1,7 +1,7 @@
-"""Training throughput of derl's PPO against Stable-Baselines3's PPO, same hyperparameters.
+"""Training throughput of derl's PPO and A2C against Stable-Baselines3's, same hyperparameters.
 
-For each env (CartPole-v1, BreakoutNoFrameskip-v4) this script takes derl's preset from
-`derl.make_config("ppo", env_id, ...)`, maps every field onto `stable_baselines3.PPO`, trains both
+For each run (PPO CartPole-v1 and BreakoutNoFrameskip-v4, A2C Breakout) this script takes derl's
+preset from `derl.make_config(alg, env_id, ...)`, maps every field onto SB3's PPO / A2C, trains both
 libraries for the same number of env steps, each run in a fresh process (`isolated.py`), and prints
 a markdown table of env steps actually taken, wall seconds, steps per second and the derl / SB3
 speed ratio (> 1: derl is faster).
@@ -21,8 +21,12 @@ Hyperparameter mapping notes (speed does not depend on them, learning curves may
     make_atari_env (AtariWrapper) + VecFrameStack(4). Both: noop reset, frame skip 4 with max-pool,
     84x84 gray, life-loss terminals, FIRE on reset, reward clipping, 4 stacked frames.
 
-Usage: python benchmarks/bench_ppo.py [--envs cartpole breakout] [--steps-cartpole N]
-       [--steps-breakout N] [--seed S] [--device cpu] [--threads N] [--repeats R]
+derl runs once per `--variants` entry against the one SB3 baseline: `sync` (derl's default),
+`async`, `envpool` (--vectorization), `compile` (--compile) and `envpool+compile`.
+
+Usage: python benchmarks/bench_ppo.py [--runs ppo-cartpole ppo-breakout a2c-breakout]
+       [--steps-cartpole N] [--steps-breakout N] [--variants sync envpool ...] [--seed S]
+       [--device cpu] [--threads N] [--repeats R]
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pathlib import Path
 import ale_py  # noqa: F401  registers the ALE ids for SB3's gym.make
 import gymnasium as gym
 import torch
-from stable_baselines3 import PPO
+from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
@@ -50,12 +54,52 @@ from isolated import isolated  # noqa: E402
 
 gym.register_envs(ale_py)
 
-ENVS = {"cartpole": "CartPole-v1", "breakout": "BreakoutNoFrameskip-v4"}
+RUNS = {
+    "ppo-cartpole": ("ppo", "CartPole-v1"),
+    "ppo-breakout": ("ppo", "BreakoutNoFrameskip-v4"),
+    "a2c-breakout": ("a2c", "BreakoutNoFrameskip-v4"),
+}
+VARIANTS = {
+    "sync": {},
+    "async": dict(vectorization="async"),
+    "envpool": dict(vectorization="envpool"),
+    "compile": dict(compile=True),
+    "envpool+compile": dict(vectorization="envpool", compile=True),
+}
 
 
-def derl_config(env_id: str, steps: int, seed: int, device: str, logdir: str | None):
+def derl_config(
+    alg: str, env_id: str, steps: int, seed: int, device: str, logdir: str | None, **variant
+):
     return derl.make_config(
-        "ppo", env_id, num_train_steps=steps, seed=seed, device=device, logdir=logdir
+        alg, env_id, num_train_steps=steps, seed=seed, device=device, logdir=logdir, **variant
+    )
+
+
+def sb3_a2c_kwargs(c) -> dict:
+    """derl's A2CConfig `c` as keyword arguments of stable_baselines3.A2C."""
+    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+
+    assert c.vectorization == "sync" and not c.normalize, "only sync, unnormalised configs map 1:1"
+    lr = (lambda progress_remaining: c.lr * progress_remaining) if c.anneal_lr else c.lr
+    optimizer = dict(alpha=c.rmsprop_alpha, eps=c.optimizer_eps, weight_decay=0)
+    if c.rmsprop_tf:
+        optimizer = dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=optimizer)
+    else:
+        optimizer = dict(optimizer_kwargs=optimizer)
+    return dict(
+        learning_rate=lr,
+        n_steps=c.num_runner_steps,
+        gamma=c.gamma,
+        gae_lambda=c.gae_lambda,
+        ent_coef=c.entropy_coef,
+        vf_coef=0.5 * c.value_loss_coef,  # derl halves the squared error itself, SB3 does not
+        max_grad_norm=c.max_grad_norm,
+        normalize_advantage=c.normalize_advantages,
+        policy_kwargs=optimizer,
+        seed=c.seed,
+        device=c.device,
+        verbose=0,
     )
 
 
@@ -85,18 +129,21 @@ def sb3_kwargs(c) -> dict:
     )
 
 
-def run_derl(env_id: str, steps: int, seed: int, device: str) -> tuple[int, float]:
+def run_derl(
+    alg: str, env_id: str, steps: int, seed: int, device: str, variant: str = "sync"
+) -> tuple[int, float]:
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401  imports are not timed
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = derl_config(env_id, steps, seed, device, str(Path(tmp) / "run"))
+        logdir = str(Path(tmp) / "run")
+        config = derl_config(alg, env_id, steps, seed, device, logdir, **VARIANTS[variant])
         start = time.perf_counter()
         result = derl.train(config, progress=False)
         return result.env_steps, time.perf_counter() - start
 
 
-def run_sb3(env_id: str, steps: int, seed: int, device: str) -> tuple[int, float]:
-    c = derl_config(env_id, steps, seed, device, None)  # the same numbers derl trains with
+def run_sb3(alg: str, env_id: str, steps: int, seed: int, device: str) -> tuple[int, float]:
+    c = derl_config(alg, env_id, steps, seed, device, None)  # the numbers derl trains with
     start = time.perf_counter()
     if family(env_id) == "atari":
         env = VecFrameStack(
@@ -106,7 +153,10 @@ def run_sb3(env_id: str, steps: int, seed: int, device: str) -> tuple[int, float
     else:
         env = make_vec_env(env_id, n_envs=c.num_envs, seed=seed, vec_env_cls=DummyVecEnv)
         policy = "MlpPolicy"
-    model = PPO(policy, env, **sb3_kwargs(c))
+    if alg == "ppo":
+        model = PPO(policy, env, **sb3_kwargs(c))
+    else:
+        model = A2C(policy, env, **sb3_a2c_kwargs(c))
     model.learn(total_timesteps=c.num_train_steps)
     elapsed = time.perf_counter() - start
     env.close()
@@ -115,7 +165,8 @@ def run_sb3(env_id: str, steps: int, seed: int, device: str) -> tuple[int, float
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", nargs="+", choices=sorted(ENVS), default=["cartpole", "breakout"])
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["sync"])
     parser.add_argument("--steps-cartpole", type=int, default=50_000)
     parser.add_argument("--steps-breakout", type=int, default=16_384)
     parser.add_argument("--seed", type=int, default=0)
@@ -141,27 +192,28 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     rows = []
-    for name in args.envs:
-        env_id = ENVS[name]
-        steps = getattr(args, f"steps_{name}")
+    for name in args.runs:
+        alg, env_id = RUNS[name]
+        steps = args.steps_cartpole if "cartpole" in name else args.steps_breakout
         results: dict[str, tuple[int, float, float]] = {}
         for _ in range(args.repeats):
-            for lib, run in (("derl", run_derl), ("sb3", run_sb3)):
+            runs = [(f"derl {v}", run_derl, (v,)) for v in args.variants]
+            for lib, run, extra in [*runs, ("sb3", run_sb3, ())]:
                 taken, seconds = isolated(
-                    run, env_id, steps, args.seed, args.device, threads=threads
+                    run, alg, env_id, steps, args.seed, args.device, *extra, threads=threads
                 )
                 if lib not in results or seconds < results[lib][1]:
                     results[lib] = (taken, seconds, taken / seconds)
                 print(
-                    f"{env_id:24s} {lib:5s} {taken:>8d} steps {seconds:8.1f} s "
+                    f"{alg} {env_id:24s} {lib:20s} {taken:>8d} steps {seconds:8.1f} s "
                     f"{taken / seconds:8.0f} steps/s",
                     flush=True,
                 )
-        ratio = results["derl"][2] / results["sb3"][2]
         for lib, (taken, seconds, sps) in results.items():
-            rows.append((env_id, lib, taken, seconds, sps, ratio if lib == "derl" else None))
+            ratio = sps / results["sb3"][2] if lib != "sb3" else None
+            rows.append((f"{alg} {env_id}", lib, taken, seconds, sps, ratio))
 
-    print("\n| env | library | env steps | wall s | steps/s | derl/SB3 |")
+    print("\n| run | library | env steps | wall s | steps/s | derl/SB3 |")
     print("|---|---|---:|---:|---:|---:|")
     for env_id, lib, taken, seconds, sps, ratio in rows:
         r = f"{ratio:.2f}x" if ratio is not None else ""

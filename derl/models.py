@@ -487,3 +487,12 @@ class TwinQ(nn.Module):
         x = torch.cat([obs, actions], dim=-1)
         q1, q2 = self.net(x.expand(2, *x.shape)).squeeze(-1)
         return q1, q2
+
+    def q1(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """The first critic alone: TD3's actor loss reads no other, and computing the second
+        there cost a sixth of a TD3 update."""
+        x = torch.cat([obs if self.encoder is None else self.encoder(obs), actions], dim=-1)
+        for layer in self.net:
+            is_linear = isinstance(layer, EnsembleLinear)
+            x = torch.addmm(layer.bias[0], x, layer.weight[0]) if is_linear else layer(x)
+        return x.squeeze(-1)

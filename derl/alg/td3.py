@@ -83,7 +83,12 @@ class TD3(Algorithm):
     def update_actor(self, obs: Tensor) -> Tensor:
         """J = -E[Q_1(s, pi(s))], the critic frozen: gradients flow to the actions only."""
         set_requires_grad(self.critic_params, False)
-        q1, _ = self.critic(obs, self.policy(obs))
+        actions = self.policy(obs)
+        q1 = (
+            self.critic.q1(obs, actions)
+            if hasattr(self.critic, "q1")
+            else self.critic(obs, actions)[0]
+        )
         set_requires_grad(self.critic_params, True)
         loss = -q1.mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
