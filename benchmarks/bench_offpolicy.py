@@ -1,10 +1,10 @@
 """Training speed of derl's DQN, SAC and TD3 against Stable-Baselines3's, same hyperparameters.
 
 Five runs per library: DQN on CartPole-v1 and BreakoutNoFrameskip-v4, SAC on Pendulum-v1 and
-HalfCheetah-v5, TD3 on HalfCheetah-v5, each from derl's preset for the env (`derl.make_config`) with every field mapped
-onto SB3's class: network, batch size, buffer, learning start, env steps per round of updates and
-updates per round, target updates, exploration, learning rates. DQN runs plain (no double,
-dueling, n-step, prioritized replay, noisy nets or C51), as SB3 has none of them.
+HalfCheetah-v5, TD3 on HalfCheetah-v5, each from derl's preset for the env (`derl.make_config`)
+with every field mapped onto SB3's class: network, batch size, buffer, learning start, env steps
+per round of updates and updates per round, target updates, exploration, learning rates. DQN runs
+plain (no double, dueling, n-step, prioritized replay, noisy nets or C51), as SB3 has none of them.
 
 Every run is a fresh Python process (multiprocessing "spawn"), so neither library inherits the
 other's torch state (worker threads, the flush-denormal flag derl sets, warm caches). What is
@@ -15,12 +15,12 @@ timed. derl runs once per `--variants` entry (sync: its default; envpool; compil
 SB3 baseline.
 
 Mapping notes: SB3 has one learning rate for SAC's actor, critics and temperature, so derl's q_lr
-is set to lr (the presets' are equal already); the same for TD3, whose noises derl gives in
-half-widths of the action box and SB3 in action units (HalfCheetah's box is [-1, 1]: equal). derl's SAC
+is set to lr (the presets' are equal already); the same for TD3, whose noises derl gives in half-
+widths of the action box and SB3 in action units (HalfCheetah's box is [-1, 1]: equal). derl's SAC
 squashes the actor's log std into [-5, 2] (CleanRL), SB3 clips it to [-20, 2]; SB3 computes critic
-gradients it throws away in the actor update, derl freezes the critic there. These are part of
-what is measured. Atari: derl uses gymnasium's AtariPreprocessing plus its own life-loss and
-FIRE wrappers, SB3 make_atari_env + VecFrameStack(4): the same preprocessing.
+gradients it throws away in the actor update, derl freezes the critic there. These are part of what
+is measured. Atari: derl uses gymnasium's AtariPreprocessing plus its own life-loss and FIRE
+wrappers, SB3 make_atari_env + VecFrameStack(4): the same preprocessing.
 
     python benchmarks/bench_offpolicy.py [--runs dqn-cartpole ...] [--threads N] [--repeats R]
 """

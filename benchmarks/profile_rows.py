@@ -1,0 +1,81 @@
+"""Where the time goes in each benchmark row: derl's run under cProfile, its wall time split into
+env stepping, acting (the policy's forward), updates (loss, backward, optimizer) and the rest
+(replay writes and sampling, GAE, logging, checkpoints, setup).
+
+    python benchmarks/profile_rows.py [--rows ppo-cartpole sac-halfcheetah ...] [--threads N]
+
+The rows and their settings are bench_ppo.py's and bench_offpolicy.py's (sync vectorization).
+The parts are cumulative times of these calls: the vector env's `step`, the policy's `act`,
+the algorithm's `step`; they do not overlap (acting and stepping happen between updates).
+cProfile adds a cost per Python call, so the Python-heavy parts (env stepping of small envs)
+read somewhat larger than they are; the split is a guide, not a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_offpolicy  # noqa: E402
+import bench_ppo  # noqa: E402
+
+PARTS = {  # part: (file suffix, function name) of the calls whose cumulative time it is
+    "env step": [("vector/sync_vector_env.py", "step")],
+    "acting": [("derl/policies.py", "act")],
+    "update": [(f"derl/alg/{name}.py", "step") for name in ("base", "sac", "td3")],
+}
+
+
+def config_of(row: str, logdir: str):
+    if row in bench_ppo.RUNS:
+        alg, env_id = bench_ppo.RUNS[row]
+        steps = 50_000 if "cartpole" in row else 16_384
+        return bench_ppo.derl_config(alg, env_id, steps, 0, "cpu", logdir)
+    alg, env_id, overrides = bench_offpolicy.RUNS[row]
+    return bench_offpolicy.derl_config(alg, env_id, overrides, logdir)
+
+
+def profile(row: str) -> dict[str, float]:
+    import derl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = config_of(row, str(Path(tmp) / "run"))
+        profiler = cProfile.Profile()
+        profiler.runcall(derl.train, config, progress=False)
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = max(ct for (_, _, name), (_, _, _, ct, _) in stats.items() if name == "train")
+    parts = {"total s": total}
+    for part, calls in PARTS.items():
+        parts[part] = sum(
+            ct
+            for (file, _, name), (_, _, _, ct, _) in stats.items()
+            if any(file.endswith(suffix) and name == fn for suffix, fn in calls)
+        )
+    parts["rest"] = total - sum(parts[p] for p in PARTS)
+    return parts
+
+
+def main() -> None:
+    rows = [*bench_ppo.RUNS, *bench_offpolicy.RUNS]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", nargs="+", choices=rows, default=rows)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print("| row | wall s (profiled) | env step | acting | update | rest |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in args.rows:
+        p = profile(row)
+        shares = " | ".join(f"{100 * p[k] / p['total s']:.0f}%" for k in [*PARTS, "rest"])
+        print(f"| {row} | {p['total s']:.1f} | {shares} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
