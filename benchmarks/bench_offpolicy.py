@@ -127,6 +127,7 @@ def sb3_model(alg: str, env, c):
     from stable_baselines3 import DQN, SAC, TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
+    from derl.factory.config import layer_sizes
     from derl.models import is_image
 
     common = dict(
@@ -149,13 +150,13 @@ def sb3_model(alg: str, env, c):
             learning_rate=c.lr,
             ent_coef=f"auto_{c.alpha}" if c.autotune else c.alpha,
             target_entropy="auto",  # -dim(A), as derl
-            policy_kwargs=dict(net_arch=[c.hidden, c.hidden]),
+            policy_kwargs=dict(net_arch=list(layer_sizes(c.hidden))),
             **common,
         )
     if alg == "td3":
         assert c.lr == c.q_lr and c.num_envs == 1 and c.nstep == 1
         half = (env.action_space.high - env.action_space.low) / 2  # derl's noise: half-widths
-        sizes = [int(h) for h in c.hidden.split(",")]
+        sizes = list(layer_sizes(c.hidden))
         return TD3(
             "MlpPolicy",
             env,
@@ -168,10 +169,11 @@ def sb3_model(alg: str, env, c):
             **common,
         )
     image = is_image(env.observation_space)
-    # derl: conv torso (images) or Linear(obs, 256) + ReLU, then Linear(., h) ReLU Linear(h, A).
-    # SB3: NatureCNN ends in Linear(., 512) + ReLU, then net_arch hidden layers, then Linear(., A).
-    hidden = c.hidden or (512 if image else 256)
-    policy, net_arch = ("CnnPolicy", []) if image else ("MlpPolicy", [hidden, hidden])
+    # derl's hidden "h1,...,hk": an MLP torso of h1..h(k-1), then the head's Linear(., hk) + ReLU
+    # and Linear(hk, A): SB3's net_arch [h1, ..., hk]. Images: derl's conv torso, then "512" as
+    # the head's hidden layer = SB3's NatureCNN (ending in Linear(., 512) + ReLU), net_arch [].
+    sizes = list(layer_sizes(c.hidden))
+    policy, net_arch = ("CnnPolicy", []) if image else ("MlpPolicy", sizes)
     return DQN(
         policy,
         env,

@@ -22,7 +22,14 @@ def isolated(fn, *args, threads: int):
     queue = ctx.Queue()
     process = ctx.Process(target=_child, args=(fn, args, threads, queue))
     process.start()
-    result = queue.get()
+    while True:  # a child that dies (an exception, a crash) puts nothing: do not wait forever
+        try:
+            result = queue.get(timeout=1)
+            break
+        except Exception:  # queue.Empty
+            if not process.is_alive():
+                msg = f"{fn.__name__}{args} died: exit code {process.exitcode}"
+                raise RuntimeError(msg) from None
     process.join()
     if process.exitcode != 0:
         raise RuntimeError(f"{fn.__name__}{args} failed with exit code {process.exitcode}")

@@ -688,7 +688,7 @@ def table_line(alg: str, env_id: str, runs: list[Run], rows: list[dict]) -> str:
     solved = "–"
     if threshold is not None and rows:
         n = sum(f >= threshold for f in final)
-        solved = f"{'solved' if n == len(rows) else 'missed'} {n}/{len(rows)}"
+        solved = f"{n}/{len(rows)}"  # seeds whose final eval reached the threshold
     anchors = "; ".join(
         f"{source} {value} ({protocol})"
         for source, value, protocol in ANCHORS.get((alg, env_id), [])

@@ -493,6 +493,8 @@ class TwinQ(nn.Module):
         there cost a sixth of a TD3 update."""
         x = torch.cat([obs if self.encoder is None else self.encoder(obs), actions], dim=-1)
         for layer in self.net:
-            is_linear = isinstance(layer, EnsembleLinear)
-            x = torch.addmm(layer.bias[0], x, layer.weight[0]) if is_linear else layer(x)
+            if isinstance(layer, EnsembleLinear):
+                x = torch.addmm(layer.bias[0], x, layer.weight[0])
+            else:
+                x = layer(x)
         return x.squeeze(-1)

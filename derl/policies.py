@@ -81,9 +81,11 @@ class EpsilonGreedyPolicy(nn.Module):
         if deterministic:
             return {"actions": self.q_network.q_values(obs).argmax(-1)}
         n = obs.shape[0]
-        # epsilon as a tensor, as the property computes it: no device sync on CUDA
-        frac = (self.steps.double() / self.exploration_steps).clamp(max=1.0)
-        epsilon = self.initial_eps + (self.final_eps - self.initial_eps) * frac
+        if obs.device.type == "cpu":
+            epsilon: Tensor | float = self.epsilon
+        else:  # as a tensor, as the property computes it: no device sync per step on CUDA
+            frac = (self.steps.double() / self.exploration_steps).clamp(max=1.0)
+            epsilon = self.initial_eps + (self.final_eps - self.initial_eps) * frac
         explore = torch.rand(n, device=obs.device) < epsilon
         actions = torch.randint(self.num_actions, (n,), device=obs.device)
         self.steps += n

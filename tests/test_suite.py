@@ -242,7 +242,7 @@ def test_report_writes_a_png_per_env_and_a_table_with_unfinished_runs(finished, 
     assert "| ppo | CartPole-v1 | 4,096 | 2/3 |" in table
     assert f"{sum(finals) / 2:.1f} ± " in table
     solved = sum(f >= 475 for f in finals)
-    assert f"{'solved' if solved == 2 else 'missed'} {solved}/2" in table
+    assert f"| {solved}/2 |" in table
     assert "- ppo CartPole-v1 seed 2: not started" in table
     assert "![CartPole-v1](CartPole-v1.png)" in table
 
