@@ -17,7 +17,7 @@ LAYERS = [
     {"policies", "returns"},
     {"runners", "alg"},
     {"factory"},
-    {"snapshot", "callbacks", "lifecycle", "agent", "evaluate", "train"},
+    {"snapshot", "callbacks", "lifecycle", "agent", "evaluate", "compile", "train"},
     {"cli", "__init__", "__main__"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
