@@ -148,11 +148,11 @@ def make(
         raise UsageError(f"vectorization must be one of {VECTORIZATIONS}, got {vectorization!r}")
     if num_envs < 1:
         raise UsageError(f"num_envs must be >= 1, got {num_envs}")
-    fns = [partial(make_single, env_id, None, env_kwargs, env_fn) for _ in range(num_envs)]
     try:
         if vectorization == "envpool":
             vector_env, structured = make_envpool(env_id, fam, num_envs, env_kwargs, env_fn)
         else:
+            fns = [partial(make_single, env_id, None, env_kwargs, env_fn) for _ in range(num_envs)]
             vector_cls = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
             vector_env = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
             structured = vector_env.get_attr("structured_space")[0]
