@@ -156,10 +156,12 @@ class Lifecycle:
 
     # -- NaN and infinities: found where they cost nothing, never written to a checkpoint -----
 
-    def check_metrics(self) -> None:
+    def check_metrics(self, write: bool = False) -> None:
         """The means of the metrics of the updates since the last call, which the logger
-        computes anyway (its one device sync): no check in the update loop itself."""
-        means = self.logger.flush()
+        computes anyway (its one device sync): no check in the update loop itself. `write`:
+        the logger writes its point now (checkpoints and evaluations: the steps a resumed run
+        starts from)."""
+        means = self.logger.flush(write)
         self.metrics = means or self.metrics
         bad = guard.nonfinite_metric(means)
         if bad is not None:
@@ -169,7 +171,7 @@ class Lifecycle:
         """Before the model is saved or evaluated: the metrics, every floating-point tensor of
         its `state` (parameters, optimizer moments, target networks; not the runner's: env
         observations are not ours to judge) and the outputs of the policy."""
-        self.check_metrics()
+        self.check_metrics(write=True)
         model = {key: value for key, value in state.items() if key != "runner"}
         bad = guard.nonfinite_tensor(guard.floating_tensors(model))
         if bad is not None:

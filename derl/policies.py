@@ -88,7 +88,7 @@ class EpsilonGreedyPolicy(nn.Module):
             epsilon = self.initial_eps + (self.final_eps - self.initial_eps) * frac
         explore = torch.rand(n, device=obs.device) < epsilon
         actions = torch.randint(self.num_actions, (n,), device=obs.device)
-        self.steps += n
+        self.steps.add_(n)  # in place: `+=` would go through Module.__setattr__ (~5 us)
         # When every env explores the Q network's answer goes unused: skipped on the CPU, where
         # asking costs no device sync.
         if obs.device.type != "cpu" or not explore.all():
@@ -125,6 +125,10 @@ class BoxActor(nn.Module):
         self.register_buffer("high", torch.as_tensor(action_space.high, dtype=torch.float32))
         self.register_buffer("steps_acted", torch.zeros((), dtype=torch.int64))
         self.random_steps = random_steps
+        # The count only grows: once past the warm-up it is never read again, which on CUDA
+        # would synchronise the device at every step. Loading a state may set it back.
+        self.warmed_up = False
+        self.register_load_state_dict_post_hook(_not_warmed_up)
 
     def encode(self, obs: Tensor) -> Tensor:
         return obs if self.encoder is None else self.encoder(obs)
@@ -133,9 +137,10 @@ class BoxActor(nn.Module):
         """Counts the steps of a training act; uniform actions while warming up, else None."""
         if not self.training:
             return None
-        warming_up = int(self.steps_acted) < self.random_steps
-        self.steps_acted += obs.shape[0]
+        warming_up = not self.warmed_up and int(self.steps_acted) < self.random_steps
+        self.steps_acted.add_(obs.shape[0])
         if not warming_up:
+            self.warmed_up = True
             return None
         noise = torch.rand(obs.shape[0], self.action_dim, device=self.low.device)
         return self.low + (self.high - self.low) * noise
@@ -143,6 +148,10 @@ class BoxActor(nn.Module):
     def env_actions(self, actions: Tensor) -> np.ndarray:
         """Actions as the env takes them: numpy, clamped to the box against rounding."""
         return torch.maximum(torch.minimum(actions, self.high), self.low).cpu().numpy()
+
+
+def _not_warmed_up(actor: BoxActor, incompatible_keys) -> None:
+    actor.warmed_up = False
 
 
 class SACPolicy(BoxActor):

@@ -170,6 +170,24 @@ def test_random_warmup_fills_the_box_then_the_policy_acts():
     assert ((actions >= low) & (actions <= high)).all()
 
 
+def test_a_loaded_state_sets_the_warmup_back():
+    # Past the warm-up the count is no longer read (a device sync per step on CUDA); a state
+    # loaded from before the end of the warm-up must bring the random actions back.
+    box = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    policy = SACPolicy(3, box, (16, 16), random_steps=4)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    obs = torch.randn(4, 3)
+    policy.act(obs)
+    policy.act(obs)
+    assert policy.warmed_up and int(policy.steps_acted) == 8
+    policy.load_state_dict(before)
+    torch.manual_seed(5)
+    random = policy.act(obs)["actions"]
+    torch.manual_seed(5)
+    torch.testing.assert_close(random, -1 + 2 * torch.rand(4, 1))
+    assert int(policy.steps_acted) == 4
+
+
 def test_deterministic_and_eval_acts_do_not_use_up_the_warmup():
     box = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
     policy = SACPolicy(3, box, (16, 16), random_steps=100)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_FEW = 16  # updates of at most this many leaves take the Python path
+
 
 class SumTree:
     """Priorities (>= 0, all 0 at first) of `capacity` slots; a 0 slot is never sampled."""
@@ -41,6 +43,9 @@ class SumTree:
         )
         if not np.all(np.isfinite(priorities) & (priorities >= 0)):
             raise ValueError(f"priorities must be finite and >= 0: {priorities}")
+        if len(indices) <= _FEW:
+            self._update_few(indices.tolist(), priorities.tolist())
+            return
         # The first occurrence in the reversed batch is the last write of each index.
         leaves, last = np.unique(indices[::-1], return_index=True)
         nodes = leaves + self.size
@@ -51,6 +56,19 @@ class SumTree:
         for _ in range(self.depth):
             nodes = nodes // 2
             self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
+
+    def _update_few(self, indices: list[int], priorities: list[float]) -> None:
+        """The same update for a few leaves, walked up in Python: a replay write of one env step
+        changes about three leaves, and the array version costs ~100 numpy calls (0.5 ms in a
+        1M-slot tree), ten times this. Same sums, so the same tree."""
+        nodes = self.nodes
+        for i, p in zip(indices, priorities, strict=True):  # in order: the last write wins
+            nodes[i + self.size] = p
+        parents = {(i + self.size) // 2 for i in indices}
+        for _ in range(self.depth):
+            for j in parents:
+                nodes[j] = nodes[2 * j] + nodes[2 * j + 1]
+            parents = {j // 2 for j in parents}
 
     def priorities(self, indices) -> np.ndarray:
         """The priorities at `indices`."""
