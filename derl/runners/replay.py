@@ -21,6 +21,7 @@ and drawn directly, without walking the tree.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -176,9 +177,10 @@ class ReplayStorage:
         }
         data = {k: v.to(self.device, self.columns[k].dtype) for k, v in data.items()}
         ends = (terminated.bool() | truncated.bool()).cpu().numpy()
-        if self.host is not None:
-            frames, next_frames = frames.numpy(), next_frames.numpy()
-            data = {k: v.numpy() for k, v in data.items()}
+        source: tuple[Any, Any, dict[str, Any]] = (frames, next_frames, data)
+        if self.host is not None:  # written through numpy views: see __init__
+            source = (frames.numpy(), next_frames.numpy(), {k: v.numpy() for k, v in data.items()})
+        frames, next_frames, data = source
         for env in range(self.num_envs):
             for t0 in range(0, T, self._block):
                 t1 = min(t0 + self._block, T)
@@ -214,7 +216,7 @@ class ReplayStorage:
             return a if self.host is not None else torch.as_tensor(a, device=self.device)
 
         shape = (length, *next_frames.shape[1:])
-        new = np.empty(shape, next_frames.dtype) if self.host else next_frames.new_empty(shape)
+        new: Any = np.empty(shape, next_frames.dtype) if self.host else next_frames.new_empty(shape)
         new[dev(nxt)] = next_frames
         new[dev(resets)] = frames[1:][dev(ends)]
         first = np.zeros(length, bool)
