@@ -17,7 +17,8 @@ def compiled_run(tmp_path, capsys, alg: str, env_id: str, steps: int):
 
 def test_ppo_compiles_trains_and_reports_the_compile_time(tmp_path, capsys, one_thread):
     logdir, err = compiled_run(tmp_path, capsys, "ppo", "CartPole-v1", 2048)
-    assert "compiled the loss in" in err and "compiled acting in" in err
+    assert "compiled the loss in" in err
+    assert "compiled acting in" not in err  # on the CPU acting stays eager (derl.compile)
     agent = derl.load(logdir)  # an eager agent: the state dict has the usual names
     assert agent.config.compile
     assert not any("_orig_mod" in key for key in agent.policy.state_dict())
