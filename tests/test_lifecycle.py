@@ -18,6 +18,7 @@ from conftest import scalars
 import derl
 from derl import checkpoint
 from derl.cli import main
+from derl.logger import Logger
 from derl.train import resume
 
 
@@ -151,6 +152,41 @@ def test_resumed_run_keeps_the_tensorboard_points_of_its_checkpoint_step(tmp_pat
     # before the checkpoint the run resumed from, and must survive TensorBoard's purge.
     steps = [e.step for e in scalars(logdir)["train/value_loss"]]
     assert steps == list(range(256, 2049, 256))
+
+
+def test_logger_writes_a_point_per_100_env_steps_with_the_mean_since_the_last(tmp_path):
+    logger = Logger(str(tmp_path), total_steps=250, progress=False)
+    for step in range(1, 251):  # one update per env step, as SAC's
+        logger.record({"x": float(step)}, step)
+    logger.close()  # writes the last, shorter window
+    points = [(e.step, e.value) for e in scalars(tmp_path)["train/x"]]
+    assert points == [(100, 50.5), (200, 150.5), (250, 225.5)]
+
+
+def test_off_policy_resume_writes_the_points_of_a_straight_run(tmp_path, one_thread):
+    # Points every 100 env steps and at every checkpoint: a run resumed from its checkpoint at
+    # 450 writes the same points, with the same values, as a run that was never stopped.
+    def dqn(logdir):
+        return derl.make_config(
+            "dqn",
+            "CartPole-v1",
+            logdir=str(logdir),
+            num_train_steps=900,
+            learning_starts=100,
+            train_freq=1,
+            checkpoint_every=450,
+            eval_every=0,
+            save_buffer=True,  # bit for bit: the resumed run samples the same replay
+        )
+
+    derl.train(dqn(tmp_path / "a"), progress=False)
+    derl.train(dqn(tmp_path / "b"), progress=False, stop_after=450)
+    resume(tmp_path / "b", progress=False)
+    straight, resumed = (
+        [(e.step, e.value) for e in scalars(tmp_path / run)["train/loss"]] for run in "ab"
+    )
+    assert [step for step, _ in straight] == [100, 200, 300, 400, 450, 550, 650, 750, 850, 900]
+    assert resumed == straight
 
 
 def test_eval_prints_mean_and_writes_playable_videos(tmp_path, capsys):
