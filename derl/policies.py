@@ -188,9 +188,21 @@ class SACPolicy(BoxActor):
         return {"actions": random if random is not None else self(obs).rsample()}
 
 
+# Ornstein-Uhlenbeck acting noise: SB3's OrnsteinUhlenbeckActionNoise defaults (mean 0).
+OU_THETA, OU_DT = 0.15, 1e-2
+
+
 class TD3Policy(BoxActor):
-    """The actor: obs -> an action in the box (tanh, rescaled); acting adds Gaussian noise of
-    `exploration_noise` half-widths of the box, and is uniform for `random_steps` first."""
+    """The actor: obs -> an action in the box (tanh, rescaled); uniform for `random_steps` first,
+    then with acting noise of `exploration_noise` half-widths of the box: i.i.d. Gaussian, or
+    with `noise_type="ou"` an Ornstein-Uhlenbeck process per env (one per row of the batch).
+
+    OU noise is correlated in time, x <- x - theta x dt + sigma sqrt(dt) N(0, 1), so an action
+    is pushed the same way for hundreds of steps: what lets TD3 find the flag of
+    MountainCarContinuous (rl-zoo's recipe). Its state is a buffer, so a resumed run continues
+    the same process; unlike SB3's it is not reset at episode ends (the policy does not see
+    them), which changes only where a new episode's noise starts.
+    """
 
     def __init__(
         self,
@@ -201,11 +213,15 @@ class TD3Policy(BoxActor):
         exploration_noise: float = 0.1,
         activation: type[nn.Module] = nn.ReLU,
         encoder: nn.Module | None = None,
+        noise_type: str = "normal",
+        num_envs: int = 1,
     ):
         super().__init__(action_space, random_steps, encoder)
         in_features = out_features(encoder) if encoder is not None else obs_dim
         self.net = MLP(in_features, hidden, activation, self.action_dim, orthogonal=False)
-        self.exploration_noise = exploration_noise
+        self.exploration_noise, self.noise_type = exploration_noise, noise_type
+        if noise_type == "ou":  # only then: other checkpoints keep their keys
+            self.register_buffer("ou_state", torch.zeros(num_envs, self.action_dim))
 
     def forward(self, obs: Tensor) -> Tensor:
         unit = torch.tanh(self.net(self.encode(obs)))
@@ -226,4 +242,19 @@ class TD3Policy(BoxActor):
         random = self.warm_up_actions(obs)
         if random is not None:
             return {"actions": random}
+        if self.noise_type == "ou":
+            return {"actions": self.ou_noisy(self(obs))}
         return {"actions": self.noisy(self(obs), self.exploration_noise)}
+
+    def ou_noisy(self, actions: Tensor) -> Tensor:
+        """`actions` plus the next value of each env's OU process (half-widths), in the box."""
+        state: Tensor = self.ou_state  # type: ignore[assignment]  # a buffer when noise_type="ou"
+        if state.shape[0] != actions.shape[0]:
+            raise ValueError(
+                f"OU noise has a process for each of {state.shape[0]} envs, but acting got a "
+                f"batch of {actions.shape[0]}; build the policy with num_envs={actions.shape[0]}"
+            )
+        sigma = self.exploration_noise
+        state.add_(-OU_THETA * OU_DT * state + sigma * OU_DT**0.5 * torch.randn_like(state))
+        half = (self.high - self.low) / 2
+        return torch.maximum(torch.minimum(actions + state * half, self.high), self.low)

@@ -42,6 +42,38 @@ def test_noise_is_clipped_and_actions_stay_in_the_box():
     assert noisy[:, 0].std() > 0.1
 
 
+def test_ou_noise_follows_its_recurrence_per_env_and_stays_in_the_box():
+    box = gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32))
+    policy = TD3Policy(3, box, (8,), exploration_noise=0.5, noise_type="ou", num_envs=4)
+    obs = torch.randn(4, 3)
+    torch.manual_seed(0)
+    first, second = (policy.act(obs)["actions"] for _ in range(2))
+    torch.manual_seed(0)
+    x = torch.zeros(4, 2)
+    for actions in (first, second):  # x <- x - theta x dt + sigma sqrt(dt) N(0, 1)
+        x = x - 0.15 * 0.01 * x + 0.5 * 0.01**0.5 * torch.randn(4, 2)
+        half = torch.tensor([2.0, 0.5])
+        expected = torch.clamp(policy(obs) + x * half, policy.low, policy.high).detach()
+        torch.testing.assert_close(actions, expected)
+    torch.testing.assert_close(policy.ou_state, x)  # in the state dict: a resume continues it
+    assert "ou_state" in policy.state_dict() and "ou_state" not in TD3Policy(3, box).state_dict()
+    # Correlated in time: consecutive values of one env are close, envs are independent.
+    for _ in range(2_000):
+        policy.act(obs)
+    before = policy.ou_state.clone()
+    policy.act(obs)
+    assert (policy.ou_state - before).abs().max() < 0.25 < before.std()
+    with pytest.raises(ValueError, match="num_envs=2"):
+        policy.act(obs[:2])
+
+
+def test_ou_noise_is_a_choice_of_the_config_and_the_mountaincar_preset():
+    assert derl.make_config("td3", "MountainCarContinuous-v0").noise_type == "ou"
+    assert derl.make_config("td3", "Pendulum-v1").noise_type == "normal"
+    with pytest.raises(UsageError, match="noise"):
+        derl.make_config("td3", "Pendulum-v1", noise_type="pink")
+
+
 def test_actor_and_targets_move_only_every_policy_frequency_updates():
     alg = make(config(policy_frequency=3))
     batch = next(iter(alg.runner))
@@ -55,8 +87,11 @@ def test_actor_and_targets_move_only_every_policy_frequency_updates():
     assert snapshots == [(False, False), (False, False), (True, True)] * 2
 
 
-def test_resumed_run_equals_straight_run(tmp_path):
-    kw = dict(num_train_steps=400, learning_starts=100, checkpoint_every=10_000)
+@pytest.mark.parametrize("noise_type", ["normal", "ou"])
+def test_resumed_run_equals_straight_run(tmp_path, noise_type):
+    kw = dict(
+        num_train_steps=400, learning_starts=100, checkpoint_every=10_000, noise_type=noise_type
+    )
     straight = derl.train(config(logdir=str(tmp_path / "a"), **kw), progress=False)
     first = derl.train(config(logdir=str(tmp_path / "b"), **kw), progress=False, stop_after=200)
     assert first.interrupted

@@ -34,7 +34,13 @@ class TD3Config(OffPolicyConfig):
     )
     q_lr: float = hp(3e-4, "Adam learning rate of the critics", above=0)
     exploration_noise: float = hp(
-        0.1, "std of the acting noise, in half-widths of the box", at_least=0
+        0.1, "std of the acting noise (OU: its sigma), in half-widths of the box", at_least=0
+    )
+    noise_type: str = hp(
+        "normal",
+        "acting noise: normal (i.i.d. Gaussian) or ou (Ornstein-Uhlenbeck per env, theta 0.15, "
+        "dt 0.01: correlated in time, as SB3's OrnsteinUhlenbeckActionNoise)",
+        choices=("normal", "ou"),
     )
     policy_noise: float = hp(
         0.2, "std of the target action's smoothing noise (half-widths)", at_least=0
@@ -70,6 +76,8 @@ def make_td3_policy(
         config.exploration_noise,
         ACTIVATIONS[config.activation],
         make_box_encoder(config, observation_space, action_space, model_fn),
+        config.noise_type,
+        config.num_envs,
     )
 
 
