@@ -32,6 +32,7 @@ Usage: python benchmarks/bench_ppo.py [--runs ppo-cartpole ppo-breakout a2c-brea
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import sys
@@ -184,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
         help="runs per library and env, alternating; the fastest is reported",
     )
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("envpool") is None and any("envpool" in v for v in args.variants):
+        print("note: envpool is not installed (pip install -e '.[envpool]'): its variants skipped")
+        args.variants = [v for v in args.variants if "envpool" not in v]
     threads = args.threads or torch.get_num_threads()
     if os.getloadavg()[0] > 0.5:
         print(
