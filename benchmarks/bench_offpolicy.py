@@ -73,19 +73,16 @@ def derl_config(alg: str, env_id: str, overrides: dict, logdir: str | None, vari
 
     # SB3's SAC and TD3 have one learning rate: the critics get the actor's (the presets' are
     # equal).
-    extra = PLAIN_DQN if alg == "dqn" else dict(q_lr=derl.make_config(alg, env_id).lr)
+    extra = dict(PLAIN_DQN) if alg == "dqn" else dict(q_lr=derl.make_config(alg, env_id).lr)
     extra.update(VARIANTS[variant])
-    return derl.make_config(
-        alg,
-        env_id,
-        device="cpu",
+    fields = dict(
+        device="cpu",  # --device overrides it
         seed=0,
         logdir=logdir,
         checkpoint_every=10**9,  # the final checkpoint is still written (and timed)
         eval_every=0,  # SB3 does not evaluate during learn(); the CartPole preset would
-        **overrides,
-        **extra,
     )
+    return derl.make_config(alg, env_id, **{**fields, **overrides, **extra})
 
 
 def run_derl(alg: str, env_id: str, overrides: dict, variant: str = "sync") -> tuple[int, float]:
@@ -139,7 +136,7 @@ def sb3_model(alg: str, env, c):
         train_freq=c.train_freq,
         gradient_steps=c.gradient_steps,
         seed=c.seed,
-        device="cpu",
+        device=c.device,
         verbose=0,
     )
     if alg == "sac":
@@ -205,18 +202,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["sync"])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     parser.add_argument("--repeats", type=int, default=1, help="runs per library; fastest kept")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: both libraries train there")
     args = parser.parse_args(argv)
     if os.getloadavg()[0] > 0.5:
         print(f"note: 1-min load average {os.getloadavg()[0]:.1f} at start: timings may suffer")
     print("| run | env | library | env steps | wall s | steps/s | derl/SB3 |")
     print("|---|---|---|---:|---:|---:|---:|")
     for run in args.runs:
-        alg, env_id, _ = RUNS[run]
+        alg, env_id, overrides = RUNS[run]
+        spec = (alg, env_id, {**overrides, "device": args.device})
         best: dict[str, tuple[int, float]] = {}
         for _ in range(args.repeats):
             runs = [(f"derl {v}", run_derl, (v,)) for v in args.variants]
             for lib, fn, extra in [*runs, ("sb3", run_sb3, ())]:
-                steps, seconds = isolated(fn, *RUNS[run], *extra, threads=args.threads)
+                steps, seconds = isolated(fn, *spec, *extra, threads=args.threads)
                 if lib not in best or steps / seconds > best[lib][0] / best[lib][1]:
                     best[lib] = (steps, seconds)
         sps = {lib: steps / seconds for lib, (steps, seconds) in best.items()}
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"\ntorch threads {args.threads}, cpus {os.cpu_count()}, repeats {args.repeats}, "
-        f"torch {torch.__version__}, load average after {load}"
+        f"torch {torch.__version__}, device {args.device}, load average after {load}"
     )
     print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
 

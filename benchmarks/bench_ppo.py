@@ -70,8 +70,17 @@ VARIANTS = {
 
 
 def derl_config(
-    alg: str, env_id: str, steps: int, seed: int, device: str, logdir: str | None, **variant
+    alg: str,
+    env_id: str,
+    steps: int,
+    seed: int,
+    device: str,
+    logdir: str | None,
+    num_envs: int = 0,  # 0: the preset's
+    **variant,
 ):
+    if num_envs:
+        variant = {**variant, "num_envs": num_envs}
     return derl.make_config(
         alg, env_id, num_train_steps=steps, seed=seed, device=device, logdir=logdir, **variant
     )
@@ -131,20 +140,24 @@ def sb3_kwargs(c) -> dict:
 
 
 def run_derl(
-    alg: str, env_id: str, steps: int, seed: int, device: str, variant: str = "sync"
+    alg: str, env_id: str, steps: int, seed: int, device: str, num_envs: int, variant: str = "sync"
 ) -> tuple[int, float]:
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401  imports are not timed
 
     with tempfile.TemporaryDirectory() as tmp:
         logdir = str(Path(tmp) / "run")
-        config = derl_config(alg, env_id, steps, seed, device, logdir, **VARIANTS[variant])
+        config = derl_config(
+            alg, env_id, steps, seed, device, logdir, num_envs, **VARIANTS[variant]
+        )
         start = time.perf_counter()
         result = derl.train(config, progress=False)
         return result.env_steps, time.perf_counter() - start
 
 
-def run_sb3(alg: str, env_id: str, steps: int, seed: int, device: str) -> tuple[int, float]:
-    c = derl_config(alg, env_id, steps, seed, device, None)  # the numbers derl trains with
+def run_sb3(
+    alg: str, env_id: str, steps: int, seed: int, device: str, num_envs: int
+) -> tuple[int, float]:
+    c = derl_config(alg, env_id, steps, seed, device, None, num_envs)  # derl's numbers
     start = time.perf_counter()
     if family(env_id) == "atari":
         env = VecFrameStack(
@@ -172,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-breakout", type=int, default=16_384)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--num-envs", type=int, default=0, help="envs per row for both libraries (0: the preset's)"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -204,7 +220,15 @@ def main(argv: list[str] | None = None) -> None:
             runs = [(f"derl {v}", run_derl, (v,)) for v in args.variants]
             for lib, run, extra in [*runs, ("sb3", run_sb3, ())]:
                 taken, seconds = isolated(
-                    run, alg, env_id, steps, args.seed, args.device, *extra, threads=threads
+                    run,
+                    alg,
+                    env_id,
+                    steps,
+                    args.seed,
+                    args.device,
+                    args.num_envs,
+                    *extra,
+                    threads=threads,
                 )
                 if lib not in results or seconds < results[lib][1]:
                     results[lib] = (taken, seconds, taken / seconds)
