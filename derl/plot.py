@@ -75,9 +75,13 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def varying_keys(configs: list[dict]) -> list[str]:
-    """The config keys whose values differ between `configs` (the seed and the like aside)."""
+    """The config keys whose values differ between `configs` (the seed and the like aside).
+
+    A key that some configs lack is compared among those that have it: it is a field added to
+    derl after the others were written, whose default keeps the old behaviour (e.g. `compile`),
+    so its absence is not a different experiment."""
     keys = {k for c in configs for k in c} - _NOT_AN_EXPERIMENT - {"alg", "env_id"}
-    return sorted(k for k in keys if len({json.dumps(c.get(k)) for c in configs}) > 1)
+    return sorted(k for k in keys if len({json.dumps(c[k]) for c in configs if k in c}) > 1)
 
 
 def group_runs(configs: dict[Path, dict]) -> dict[str, list[Path]]:

@@ -276,6 +276,9 @@ def test_plot_labels_curves_by_algorithm_and_what_differs_within_it():
         "ppo lr=0.0003": [Path("q0")],
         "sac": [Path("s0")],  # SAC's lr and tau differ from PPO's presets: no label for that
     }
+    # A field added to derl later (absent from older runs' configs) is no difference.
+    older = {**configs, Path("p2"): {**ppo, "seed": 2, "compile": False}}
+    assert group_runs(older)["ppo lr=0.001"] == [Path("p0"), Path("p1"), Path("p2")]
 
 
 def test_plot_writes_a_png_with_seeds_grouped(tmp_path):
