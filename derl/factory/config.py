@@ -153,8 +153,8 @@ class Config:
     num_train_steps: int = hp(1_000_000, "env steps to train for, summed over envs", at_least=1)
     compile: bool = hp(
         False,
-        "run the update and acting through torch.compile (CUDA graphs on CUDA); the compile "
-        "time is printed once",
+        "run the update through torch.compile, and acting too on CUDA (CUDA graphs there); "
+        "the compile time is printed once",
     )
     normalize: bool = hp(False, "running observation and reward normalisation")
     gamma: float = hp(0.99, "discount factor", at_least=0, at_most=1)
