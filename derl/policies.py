@@ -76,24 +76,33 @@ class EpsilonGreedyPolicy(nn.Module):
         frac = min(self.steps.item() / self.exploration_steps, 1.0)
         return self.initial_eps + (self.final_eps - self.initial_eps) * frac
 
-    @torch.inference_mode()
     def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
         if deterministic:
-            return {"actions": self.q_network.q_values(obs).argmax(-1)}
+            return {"actions": self.greedy(obs)}
         n = obs.shape[0]
         if obs.device.type == "cpu":
-            epsilon: Tensor | float = self.epsilon
-        else:  # as a tensor, as the property computes it: no device sync per step on CUDA
-            frac = (self.steps.double() / self.exploration_steps).clamp(max=1.0)
-            epsilon = self.initial_eps + (self.final_eps - self.initial_eps) * frac
+            # Drawn with numpy's global generator (seeded by seed_everything, saved in
+            # checkpoints): a numpy draw costs under a microsecond here and a torch op 2-5, and
+            # these draws are most of a 1-env DQN's acting while epsilon is high.
+            u = np.random.random_sample((2, n))
+            explore = u[0] < self.epsilon
+            # floor(u * A) of a float64 u in [0, 1) is uniform over the A actions
+            actions = torch.from_numpy((u[1] * self.num_actions).astype(np.int64))
+            self.steps.add_(n)  # in place: `+=` would go through Module.__setattr__ (~5 us)
+            if explore.all():  # the Q network's answer would go unused
+                return {"actions": actions}
+            return {"actions": torch.where(torch.from_numpy(explore), actions, self.greedy(obs))}
+        # On a device: epsilon as the property computes it, without syncing the device.
+        frac = (self.steps.double() / self.exploration_steps).clamp(max=1.0)
+        epsilon = self.initial_eps + (self.final_eps - self.initial_eps) * frac
         explore = torch.rand(n, device=obs.device) < epsilon
         actions = torch.randint(self.num_actions, (n,), device=obs.device)
-        self.steps.add_(n)  # in place: `+=` would go through Module.__setattr__ (~5 us)
-        # When every env explores the Q network's answer goes unused: skipped on the CPU, where
-        # asking costs no device sync.
-        if obs.device.type != "cpu" or not explore.all():
-            actions = torch.where(explore, actions, self.q_network.q_values(obs).argmax(-1))
-        return {"actions": actions}
+        self.steps.add_(n)
+        return {"actions": torch.where(explore, actions, self.greedy(obs))}
+
+    @torch.no_grad()
+    def greedy(self, obs: Tensor) -> Tensor:
+        return self.q_network.q_values(obs).argmax(-1)
 
     def env_actions(self, actions: Tensor) -> np.ndarray:
         return actions.cpu().numpy()

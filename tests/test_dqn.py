@@ -96,12 +96,30 @@ def test_distributional_loss_is_cross_entropy_to_the_projected_target():
 def test_epsilon_is_decided_per_env_and_annealed_on_env_steps():
     net = make_q_network(OBS, 3, dueling=False, hidden=(8, 8))
     policy = EpsilonGreedyPolicy(net, 3, initial_eps=1.0, final_eps=0.0, exploration_steps=1000)
-    torch.manual_seed(0)
+    np.random.seed(0)  # the CPU draws exploration from numpy's global generator
     actions = policy.act(torch.zeros(500, 3))["actions"]
     assert len(set(actions.tolist())) == 3  # random per env, not one coin for the batch
     assert policy.epsilon == pytest.approx(0.5)
     greedy = policy.act(torch.zeros(10, 3), deterministic=True)["actions"]
     assert len(set(greedy.tolist())) == 1 and policy.epsilon == pytest.approx(0.5)
+
+
+def test_epsilon_greedy_explores_with_probability_epsilon_and_repeats_under_a_seed():
+    net = make_q_network(OBS, 4, dueling=False, hidden=(8, 8))
+    with torch.no_grad():
+        net.head[-1].bias.copy_(torch.tensor([0.0, 0.0, 5.0, 0.0]))  # greedy: action 2
+    policy = EpsilonGreedyPolicy(net, 4, initial_eps=0.4, final_eps=0.4)
+    np.random.seed(1)
+    actions = policy.act(torch.zeros(20_000, 3))["actions"]
+    assert actions.dtype == torch.long and actions.shape == (20_000,)
+    counts = torch.bincount(actions, minlength=4).double() / len(actions)
+    # explore with probability 0.4, then uniform over 4 actions: 0.1 each, greedy 0.6 + 0.1
+    assert torch.allclose(
+        counts, torch.tensor([0.1, 0.1, 0.7, 0.1], dtype=torch.double), atol=0.015
+    )
+    np.random.seed(1)
+    assert torch.equal(policy.act(torch.zeros(20_000, 3))["actions"], actions)
+    assert int(policy.steps) == 40_000
 
 
 def test_rainbow_resamples_noise_once_per_update(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_FEW = 16  # updates of at most this many leaves take the Python path
+_FEW = 16  # updates of at most this many leaves, or of a short run of neighbours, walk up in Python
 
 
 class SumTree:
@@ -43,7 +43,11 @@ class SumTree:
         )
         if not np.all(np.isfinite(priorities) & (priorities >= 0)):
             raise ValueError(f"priorities must be finite and >= 0: {priorities}")
-        if len(indices) <= _FEW:
+        # Neighbouring leaves share their ancestors after a few levels: a replay write of a
+        # rollout (its new rows and the rows it evicts) changes a few dozen of them.
+        if len(indices) <= _FEW or (
+            len(indices) <= 16 * _FEW and indices.max() - indices.min() < 2 * len(indices)
+        ):
             self._update_few(indices.tolist(), priorities.tolist())
             return
         # The first occurrence in the reversed batch is the last write of each index.
