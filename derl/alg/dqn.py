@@ -4,6 +4,7 @@ double Q-learning, dueling heads, n-step returns, prioritized replay, noisy nets
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import torch
@@ -107,8 +108,9 @@ class DQN(Alg):
         target_update_period: int,
         tau: float = 1.0,
         replay: ExperienceReplay | None = None,
+        schedules: dict[str, Callable[[int], float]] | None = None,
     ):
-        super().__init__(runner, loss, optimizer, max_grad_norm)
+        super().__init__(runner, loss, optimizer, max_grad_norm, schedules)
         self.replay = replay if replay is not None else cast("ExperienceReplay", runner)
         self.target_update_period, self.tau = target_update_period, tau
         self.last_target_update = 0

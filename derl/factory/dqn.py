@@ -9,6 +9,7 @@ import gymnasium as gym
 import torch
 from gymnasium.vector import VectorEnv
 
+from derl.alg import linear_schedule
 from derl.alg.dqn import DQN, DQNLoss, make_target
 from derl.env import observation_space
 from derl.errors import UsageError
@@ -43,6 +44,11 @@ class DQNConfig(OffPolicyConfig):
         sizes=True,
     )
     target_update_period: int = hp(8000, "env steps between target network updates", at_least=1)
+    anneal_lr: bool = hp(
+        False,
+        "anneal the learning rate linearly to 0 over training (as the SB3 zoo's lin_ rates): "
+        "the final agent stops drifting away from what it learned",
+    )
     optimizer_eps: float = hp(1.5e-4, "Adam epsilon", above=0)
     max_grad_norm: float = hp(10.0, "clip the global gradient norm to this value", above=0)
     initial_eps: float = hp(1.0, "epsilon-greedy: epsilon at the start", at_least=0, at_most=1)
@@ -196,6 +202,15 @@ def make_dqn(
     optimizer = torch.optim.Adam(
         policy.q_network.parameters(), lr=config.lr, eps=config.optimizer_eps, fused=True
     )  # fused: one kernel for all parameters (as in PPO and SAC)
+    schedules = (
+        {"lr": linear_schedule(config.lr, config.num_train_steps)} if config.anneal_lr else {}
+    )
     return DQN(
-        runner, loss, optimizer, config.max_grad_norm, config.target_update_period, config.tau
+        runner,
+        loss,
+        optimizer,
+        config.max_grad_norm,
+        config.target_update_period,
+        config.tau,
+        schedules=schedules,
     )
