@@ -12,6 +12,7 @@ from torch.distributions import Distribution
 
 from derl.distributions import SquashedNormal
 from derl.models import MLP, ActorCriticModel, QNetwork, out_features
+from derl.noise import PinkNoise
 from derl.types import Policy as Policy  # the protocol these implement, re-exported
 
 
@@ -166,7 +167,8 @@ def _not_warmed_up(actor: BoxActor, incompatible_keys) -> None:
 class SACPolicy(BoxActor):
     """The actor: obs -> SquashedNormal on the action box; uniform actions for `random_steps`.
 
-    Deterministic acts (evaluation) always use the squashed mean.
+    Deterministic acts (evaluation) always use the squashed mean. With `noise_type="pink"`,
+    stochastic acts take their Gaussian noise from a pink noise sequence per env (a batch row).
     """
 
     def __init__(
@@ -177,11 +179,16 @@ class SACPolicy(BoxActor):
         random_steps: int = 0,
         activation: type[nn.Module] = nn.ReLU,
         encoder: nn.Module | None = None,
+        noise_type: str = "normal",
+        num_envs: int = 1,
     ):
         super().__init__(action_space, random_steps, encoder)
         # Outputs the mean and the log std of each action dimension.
         in_features = out_features(encoder) if encoder is not None else obs_dim
         self.net = MLP(in_features, hidden, activation, 2 * self.action_dim, orthogonal=False)
+        # Pink noise in place of the i.i.d. N(0, 1) draw of acting (derl.noise); a submodule
+        # only then, so that other checkpoints keep their keys.
+        self.pink = PinkNoise(num_envs, self.action_dim) if noise_type == "pink" else None
 
     def forward(self, obs: Tensor) -> SquashedNormal:
         mean, log_std = self.net(self.encode(obs)).chunk(2, dim=-1)
@@ -194,7 +201,13 @@ class SACPolicy(BoxActor):
         if deterministic:
             return {"actions": self(obs).mode}
         random = self.warm_up_actions(obs)
-        return {"actions": random if random is not None else self(obs).rsample()}
+        if random is not None:
+            return {"actions": random}
+        dist = self(obs)
+        if self.pink is None:
+            return {"actions": dist.rsample()}
+        noise = self.pink(obs.shape[0])
+        return {"actions": dist.squash(dist.loc + dist.log_std.exp() * noise)}
 
 
 # Ornstein-Uhlenbeck acting noise: SB3's OrnsteinUhlenbeckActionNoise defaults (mean 0).

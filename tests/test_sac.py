@@ -23,6 +23,7 @@ from derl.errors import UsageError
 from derl.evaluate import evaluate
 from derl.factory.config import build_config
 from derl.factory.sac import PRESETS, SACConfig, make_sac
+from derl.noise import pink_noise
 from derl.policies import SACPolicy
 from derl.train import resume
 from derl.types import Batch
@@ -221,8 +222,11 @@ def test_state_dict_round_trip_through_a_checkpoint_restores_everything(tmp_path
     assert_same(a, b)  # same transitions, same sampling rng
 
 
-def test_resumed_run_equals_straight_run(tmp_path):
-    kw = dict(num_train_steps=500, learning_starts=100, checkpoint_every=10_000)
+@pytest.mark.parametrize("noise_type", ["normal", "pink"])
+def test_resumed_run_equals_straight_run(tmp_path, noise_type):
+    kw = dict(
+        num_train_steps=500, learning_starts=100, checkpoint_every=10_000, noise_type=noise_type
+    )
     straight = derl.train(config(logdir=str(tmp_path / "a"), **kw), progress=False)
     first = derl.train(config(logdir=str(tmp_path / "b"), **kw), progress=False, stop_after=250)
     assert first.interrupted and first.env_steps == 250
@@ -237,6 +241,49 @@ def test_resumed_run_equals_straight_run(tmp_path):
     obs = np.zeros(3, np.float32)
     expected = straight.alg.policy.act(torch.as_tensor(obs)[None], True)["actions"][0]
     np.testing.assert_array_equal(agent.act(obs), expected.numpy())
+
+
+def test_pink_noise_has_unit_variance_and_a_1_over_f_spectrum():
+    torch.manual_seed(0)
+    for steps in (1000, 999):
+        x = pink_noise((2000,), steps)
+        assert x.shape == (2000, steps)
+        assert abs(float(x.var()) - 1) < 0.03 and abs(float(x.mean())) < 0.03
+    power = (torch.fft.rfft(x).abs() ** 2).mean(0)[2:400]  # per frequency, averaged
+    log_f = torch.fft.rfftfreq(999)[2:400].log()
+    slope = torch.linalg.lstsq(
+        torch.stack([log_f, torch.ones_like(log_f)], 1), power.log()[:, None]
+    )
+    assert abs(float(slope.solution[0]) + 1) < 0.05  # power ~ f^-1: pink; white noise gives 0
+    # Correlated in time: a step's value predicts the next one's (white noise: 0).
+    assert float((x[:, 1:] * x[:, :-1]).mean()) > 0.6
+
+
+def test_pink_noise_acts_one_step_of_a_sequence_per_env():
+    box = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+    policy = SACPolicy(3, box, (8,), noise_type="pink", num_envs=4)
+    obs = torch.randn(4, 3)
+    torch.manual_seed(0)
+    actions = torch.stack([policy.act(obs)["actions"] for _ in range(3)])
+    torch.manual_seed(0)
+    block = pink_noise((4, 2), 1000)  # the first block, drawn at the first act
+    dist = policy(obs)
+    for t in range(3):
+        expected = dist.squash(dist.loc + dist.log_std.exp() * block[:, :, t]).detach()
+        torch.testing.assert_close(actions[t], expected)
+    assert int(policy.state_dict()["pink.position"]) == 3
+    assert "pink.block" not in SACPolicy(3, box, (8,)).state_dict()
+    fresh = SACPolicy(3, box, (8,), noise_type="pink", num_envs=4)
+    fresh.load_state_dict(policy.state_dict())  # a resumed run continues the same sequences
+    torch.testing.assert_close(fresh.act(obs)["actions"], policy.act(obs)["actions"])
+    with pytest.raises(ValueError, match="num_envs=2"):
+        policy.act(obs[:2])
+
+
+def test_pink_noise_is_a_choice_of_the_config():
+    assert derl.make_config("sac", "Pendulum-v1").noise_type == "normal"
+    with pytest.raises(UsageError, match="noise"):
+        derl.make_config("sac", "Pendulum-v1", noise_type="ou")
 
 
 # -- refusals -----------------------------------------------------------------------------------

@@ -39,6 +39,12 @@ class SACConfig(OffPolicyConfig):
     alpha: float = hp(
         1.0, "temperature: the initial one, or the fixed one without --autotune", above=0
     )
+    noise_type: str = hp(
+        "normal",
+        "acting noise of the Gaussian before tanh: normal (i.i.d.) or pink (1/f noise per env, "
+        "correlated in time: Eberhard et al. 2023)",
+        choices=("normal", "pink"),
+    )
 
 
 _COMMON = dict(num_envs=1, vectorization="sync", normalize=False)
@@ -81,6 +87,8 @@ def make_sac_policy(
         config.learning_starts,
         ACTIVATIONS[config.activation],
         make_box_encoder(config, observation_space, action_space, model_fn),
+        config.noise_type,
+        config.num_envs,
     )
 
 
