@@ -67,12 +67,18 @@ class EnvRunner:
         self.hooks: list[Callable[[int], None]] = []
         space = env.single_observation_space
         self.obs_dtype = torch.uint8 if is_image(space) else torch.float32
+        self.obs_np_dtype = np.uint8 if is_image(space) else np.float32
 
     def to_tensor(self, obs: np.ndarray) -> torch.Tensor:
         """Observations on the learner's device, in their own dtype (uint8 frames cross to a GPU
         as uint8, a quarter of float32). To CUDA through pinned memory without blocking: the copy
         overlaps with whatever the device still runs, and the policy's forward waits for it."""
-        obs_t = torch.as_tensor(np.asarray(obs)).to(self.obs_dtype)
+        obs = np.asarray(obs)
+        # One call where the dtype is already right (the array's memory is shared either way).
+        if obs.dtype == self.obs_np_dtype:
+            obs_t = torch.from_numpy(obs)
+        else:
+            obs_t = torch.as_tensor(obs).to(self.obs_dtype)
         if self.device.type == "cuda":
             return obs_t.pin_memory().to(self.device, non_blocking=True)
         return obs_t
@@ -107,9 +113,10 @@ class EnvRunner:
             steps["rewards"].append(rewards)
             steps["terminated"].append(terminated)
             steps["truncated"].append(truncated)
-            for i in np.flatnonzero(truncated & ~terminated):  # time limit: keep the real last obs
-                final_obs.append(info["final_obs"][i])
-                final_index.append((t, int(i)))
+            if truncated.any():  # a time limit: keep the real last observation
+                for i in np.flatnonzero(truncated & ~terminated):
+                    final_obs.append(info["final_obs"][i])
+                    final_index.append((t, int(i)))
             if "final_info" in info:
                 self.report_episodes(info["final_info"])
             obs = self.obs = self.to_tensor(next_obs)
