@@ -45,7 +45,9 @@ class PinkNoise(nn.Module):
 
     Blocks of `steps` values are drawn at once (from torch's generator, which checkpoints save);
     the block and the position in it are buffers, so a resumed run continues the same noise. The
-    position is also kept as a Python int, so that acting on a GPU never reads it back.
+    position is also kept as a Python int, so that acting on a GPU never reads it back. Unlike
+    the paper's code, a new episode does not start a new block (the policy does not see episode
+    ends): it only changes where an episode's noise begins.
     """
 
     block: Tensor  # buffers
