@@ -63,6 +63,8 @@ class Agent:
         if self.structured and (isinstance(obs, dict | tuple) or np.ndim(obs) == 0):
             obs = gym.spaces.flatten(self.observation_space, obs)
         obs = self.normalize(np.asarray(obs))
+        if self.image and obs.shape[-3:] != self.obs_shape and obs.shape[-1] == self.obs_shape[0]:
+            obs = np.moveaxis(obs, -1, -3)  # channels last, as the env gave it (ChannelsFirst)
         single = obs.ndim == len(self.obs_shape)
         obs_t = torch.as_tensor(obs[None] if single else obs, device=self.device)
         obs_t = obs_t if self.image else obs_t.float()

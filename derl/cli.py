@@ -286,10 +286,12 @@ def report(result) -> int:
     if not distributed.is_main():  # rank 0 reports for the run
         return 130 if result.interrupted else 0
     verb = "stopped at" if result.interrupted else "done:"
-    print(
-        f"{verb} {result.env_steps} env steps, mean return of the last 100 episodes "
-        f"{result.mean_return:.2f}, logs in {result.logdir}"
+    returns = (
+        f"mean return of the last 100 episodes {result.mean_return:.2f}"
+        if result.recent_returns
+        else "no episode finished yet"
     )
+    print(f"{verb} {result.env_steps} env steps, {returns}, logs in {result.logdir}")
     best = result.logdir / "best.pt"
     if best.exists():
         print(f"best evaluated agent: {best} (derl eval {best})")

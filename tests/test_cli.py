@@ -60,7 +60,7 @@ def test_ppo_runs_and_logs_on_the_env_step_axis(env_id, tmp_path):
         assert "episode/return" in tags and "episode/length" in tags
 
 
-def test_a2c_runs(tmp_path):
+def test_a2c_runs(tmp_path, capsys):
     assert (
         main(
             [
@@ -76,6 +76,11 @@ def test_a2c_runs(tmp_path):
         == 0
     )
     assert "train/explained_variance" in scalars(tmp_path / "a")
+    assert "mean return of the last 100 episodes" in capsys.readouterr().out
+    # Pendulum's episodes last 200 steps: none ends in 128, and the summary says so (not nan).
+    argv = ["a2c", "--env-id", "Pendulum-v1", "--logdir", str(tmp_path / "p")]
+    assert main([*argv, "--num-train-steps", "80"]) == 0
+    assert "128 env steps, no episode finished yet" in capsys.readouterr().out
 
 
 def test_help_shows_the_presets_and_where_each_default_comes_from(capsys):

@@ -38,6 +38,7 @@ class Signs(gym.Env):
                 }
             ),
             "discrete": gym.spaces.Discrete(2),
+            "rgb": gym.spaces.Box(0, 255, (36, 36, 3), np.uint8),  # channels last, as renders
         }[obs]
         self.action_space = gym.spaces.Discrete(2)
 
@@ -47,6 +48,10 @@ class Signs(gym.Env):
             return x
         if self.kind == "discrete":
             return int(self.x > 0)
+        if self.kind == "rgb":  # the sign in the red channel only; green and blue are noise
+            image = self.np_random.integers(0, 256, (36, 36, 3), dtype=np.uint8)
+            image[:, :, 0] = 255 if self.x > 0 else 0
+            return image
         image = self.np_random.integers(0, 256, (1, 36, 36), dtype=np.uint8)
         return {"x": x, "image": image, "noise": int(self.np_random.integers(3))}
 
@@ -74,6 +79,10 @@ def make_dict_signs():
 
 def make_discrete_signs():
     return Signs("discrete")
+
+
+def make_rgb_signs():
+    return Signs("rgb")
 
 
 # -- a network of our own -----------------------------------------------------------------------
@@ -190,6 +199,22 @@ def test_continuous_algorithms_take_your_network_with_an_encoder_per_critic(alg,
     assert isinstance(actor.net[1], nn.Tanh)  # --activation reaches the MLP
     assert actor.encoder is not critic.encoder  # each network its own encoder
     assert isinstance(derl.load(tmp_path / alg).act(np.zeros(3, np.float32)), np.ndarray)
+
+
+def test_channels_last_images_are_turned_and_stored_whole(tmp_path):
+    env = derl.env.make("Signs", 1, env_fn=make_rgb_signs)
+    assert env.single_observation_space.shape == (3, 36, 36)  # ChannelsFirst, for the CNN
+    values = dict(train_freq=4, gradient_steps=1, exploration_steps=1000, eval_every=0)
+    values |= dict(target_update_period=100)
+    config = small("dqn", logdir=str(tmp_path / "dqn"), seed=1, **values)
+    result = derl.train(config, progress=False, env_fn=make_rgb_signs)
+    # Not a frame stack: the replay keeps all three channels (a stack would keep the last one,
+    # blue noise here, and nothing could be learned).
+    assert not result.alg.runner.storage.frame_stack
+    assert evaluate(result.agent, num_episodes=10).mean() >= 9  # random: ~5
+    image = make_rgb_signs().reset(seed=0)[0]  # as the env gives it: [36, 36, 3]
+    agent = derl.load(tmp_path / "dqn")
+    assert agent.act(image) == agent.act(np.transpose(image, (2, 0, 1)))
 
 
 def test_a_dict_observation_env_trains_with_one_encoder_per_key(tmp_path):

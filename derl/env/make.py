@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics
 
@@ -42,6 +43,37 @@ class FlatObservations(gym.ObservationWrapper):
         return gym.spaces.flatten(self.structured_space, observation) if self.flat else observation
 
 
+def channels_last(space: gym.Space) -> bool:
+    """A uint8 image with its channels last ([H, W, C], C of 1, 3 or 4: RGB renders, CarRacing)."""
+    return (
+        isinstance(space, gym.spaces.Box)
+        and space.dtype == np.uint8
+        and len(space.shape) == 3
+        and space.shape[-1] in (1, 3, 4)
+        and space.shape[0] > 4
+    )
+
+
+class ChannelsFirst(gym.ObservationWrapper):
+    """[H, W, C] uint8 images as [C, H, W], the layout of derl's CNN and of Atari frame stacks
+    (as SB3's VecTransposeImage; gymnasium has no transposing wrapper)."""
+
+    stateless = True
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        assert isinstance(space, gym.spaces.Box), "channels_last(space) holds"
+        self.observation_space = gym.spaces.Box(
+            np.transpose(space.low, (2, 0, 1)),
+            np.transpose(space.high, (2, 0, 1)),
+            dtype=space.dtype,
+        )
+
+    def observation(self, observation):
+        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)))
+
+
 def call_env_fn(env_fn: Callable, render_mode: str | None) -> gym.Env:
     """The user's env, with `render_mode` only when filming (a factory need not take it)."""
     name = getattr(env_fn, "__qualname__", repr(env_fn))
@@ -73,7 +105,9 @@ def make_single(
     `env_fn`: the user's factory instead of gymnasium.make(env_id, **env_kwargs).
     """
     if env_fn is not None:
-        return FlatObservations(RecordEpisodeStatistics(call_env_fn(env_fn, render_mode)))
+        return FlatObservations(
+            image_layout(RecordEpisodeStatistics(call_env_fn(env_fn, render_mode)))
+        )
     register_ids(env_id)  # again here: async workers are fresh processes
     env_kwargs = env_kwargs or {}
     try:
@@ -85,7 +119,12 @@ def make_single(
         if not env_kwargs:
             raise
         raise UsageError(f"--env-kwargs {env_kwargs} do not fit {env_id}: {exc}") from None
-    return FlatObservations(env)
+    return FlatObservations(image_layout(env))
+
+
+def image_layout(env: gym.Env) -> gym.Env:
+    """`env` with channels-last images turned channels-first (`ChannelsFirst`)."""
+    return ChannelsFirst(env) if channels_last(env.observation_space) else env
 
 
 def observation_space(env: gym.vector.VectorEnv) -> gym.Space:

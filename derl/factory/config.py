@@ -359,6 +359,7 @@ def make_replay_runner(
     """The runner of every replay algorithm: EnvRunner -> ExperienceReplay over a ReplayStorage
     sized and placed by `config` (an OffPolicyConfig with the replay fields). Prioritized when
     `alpha` > 0."""
+    from derl.env.families import family
     from derl.runners import EnvRunner  # here, so that configs import without the runners
     from derl.runners.replay import ExperienceReplay, ReplayStorage
 
@@ -370,6 +371,9 @@ def make_replay_runner(
         config.buffer_size,
         config.nstep,
         config.gamma,
+        # Only derl's Atari envs stack frames (4 on the first axis), which the buffer keeps once;
+        # any other image is stored whole.
+        frame_stack=not config.env_fn and family(config.env_id) == "atari",
         seed=config.seed,
         device=config.buffer_device,
         train_device=device,
