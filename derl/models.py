@@ -160,6 +160,79 @@ class GaussianHead(nn.Module):
         return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
 
 
+class StateDependentNormal(Distribution):
+    """gSDE's actions (Raffin et al. 2022, https://arxiv.org/abs/2005.05719): a = mean + z @ E,
+    with z the policy's last hidden features and E ~ N(0, sigma^2) a [features, actions] matrix
+    per env, redrawn only now and then. The noise is then a function of the state, smooth along a
+    trajectory, where i.i.d. noise shakes every step. Per action dimension the density is
+    N(mean, z^2 @ sigma^2). As in the paper, z is detached: the features learn through the mean.
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, mean: Tensor, latent: Tensor, std: Tensor, exploration: Tensor):
+        self.loc, self.latent, self.exploration = mean, latent, exploration
+        # + 1e-6: a finite density where the features are all 0 (as SB3's gSDE)
+        self.normal = Normal(mean, ((latent**2) @ (std**2) + 1e-6).sqrt(), validate_args=False)
+        super().__init__(mean.shape[:-1], mean.shape[-1:], validate_args=False)
+
+    def sample(self, sample_shape=()) -> Tensor:
+        """mean + z @ E with each env's own E; a batch of another size (say, one evaluation env)
+        shares the first env's."""
+        with torch.no_grad():
+            if len(self.latent) == len(self.exploration):
+                noise = torch.bmm(self.latent[:, None], self.exploration)[:, 0]
+            else:
+                noise = self.latent @ self.exploration[0]
+            return self.loc + noise
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        return self.normal.log_prob(actions).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return self.normal.entropy().sum(-1)
+
+    @property
+    def mode(self) -> Tensor:
+        return self.loc
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+
+class GSDEHead(nn.Module):
+    """gSDE for a Box action space: a mean layer, a [features, actions] log std matrix and the
+    exploration matrices of `num_envs` envs (a buffer: checkpoints keep them). `resample()`
+    draws new ones; the factories call it before each rollout (SB3's sde_sample_freq=-1)."""
+
+    exploration: Tensor  # a buffer
+
+    def __init__(
+        self,
+        in_features: int,
+        action_dim: int,
+        num_envs: int,
+        log_std_init: float = 0.0,
+        init=orthogonal_init,
+    ):
+        super().__init__()
+        self.mean = init(nn.Linear(in_features, action_dim), gain=0.01)
+        self.logstd = nn.Parameter(torch.full((in_features, action_dim), float(log_std_init)))
+        self.register_buffer("exploration", torch.zeros(num_envs, in_features, action_dim))
+
+    def forward(self, features: Tensor) -> Distribution:
+        latent = features.detach()
+        return StateDependentNormal(
+            self.mean(features), latent, self.logstd.exp(), self.exploration
+        )
+
+    @torch.no_grad()
+    def resample(self) -> None:
+        self.exploration.copy_(torch.randn_like(self.exploration) * self.logstd.exp())
+
+
 class ActorCriticModel(nn.Module):
     """obs -> (action distribution, value). `value_body` None: shared torso; `encoder`: a
     network both bodies read the observation through."""
@@ -185,9 +258,18 @@ class ActorCriticModel(nn.Module):
 
 
 def make_head(
-    in_features: int, action_space: gym.Space, log_std_init: float = 0.0, init=orthogonal_init
+    in_features: int,
+    action_space: gym.Space,
+    log_std_init: float = 0.0,
+    init=orthogonal_init,
+    sde_envs: int = 0,
 ) -> nn.Module:
-    """The action head for an action space, or a UsageError naming the spaces that work."""
+    """The action head for an action space, or a UsageError naming the spaces that work.
+    `sde_envs` > 0: gSDE for a Box space, with exploration matrices for that many envs."""
+    if sde_envs:
+        if not (isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1):
+            raise UsageError(f"--use-sde needs a 1-D Box action space, not {action_space}")
+        return GSDEHead(in_features, action_space.shape[0], sde_envs, log_std_init, init)
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalHead(in_features, int(action_space.n), init)
     if isinstance(action_space, gym.spaces.MultiDiscrete) and action_space.nvec.ndim == 1:
@@ -343,28 +425,29 @@ def make_model(
     log_std_init: float = 0.0,
     ortho_init: bool = True,
     encoder: nn.Module | None = None,
+    sde_envs: int = 0,
 ) -> ActorCriticModel:
     """The actor-critic of an observation space. Vectors (and no `encoder`): separate policy and
     value MLPs of `hidden` units with `activation`. Anything else: an encoder (derl's, see
     `make_encoder`, or the one given) shared by both, then the MLPs; with no hidden layers the
     heads sit on the encoder itself (the Nature CNN actor-critic of the Atari presets).
     `ortho_init`: orthogonal init as openai baselines (else torch's); `log_std_init`: the
-    Gaussian's start."""
+    Gaussian's start; `sde_envs` > 0: gSDE (`GSDEHead`) for that many envs."""
     init = orthogonal_init if ortho_init else default_init
     act = ACTIVATIONS[activation]
     if encoder is None and is_vector(observation_space):
         in_features = observation_space.shape[0]
         policy_body = MLP(in_features, hidden, act, orthogonal=ortho_init)
         value_body = MLP(in_features, hidden, act, orthogonal=ortho_init)
-        head = make_head(policy_body.out_features, action_space, log_std_init, init)
+        head = make_head(policy_body.out_features, action_space, log_std_init, init, sde_envs)
         return ActorCriticModel(policy_body, head, value_body, init)
     encoder = encoder if encoder is not None else make_encoder(observation_space)
     if not hidden:
-        head = make_head(out_features(encoder), action_space, log_std_init, init)
+        head = make_head(out_features(encoder), action_space, log_std_init, init, sde_envs)
         return ActorCriticModel(encoder, head, init=init)
     policy_body = MLP(out_features(encoder), hidden, act, orthogonal=ortho_init)
     value_body = MLP(out_features(encoder), hidden, act, orthogonal=ortho_init)
-    head = make_head(policy_body.out_features, action_space, log_std_init, init)
+    head = make_head(policy_body.out_features, action_space, log_std_init, init, sde_envs)
     return ActorCriticModel(policy_body, head, value_body, init, encoder)
 
 

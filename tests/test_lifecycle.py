@@ -45,6 +45,18 @@ def params(alg):
                 "checkpoint_every": 256,
             },
         ),
+        (  # gSDE: the exploration matrices are redrawn by a runner hook, after the checkpoint
+            "Pendulum-v1",
+            {
+                "use_sde": True,
+                "num_envs": 2,
+                "num_runner_steps": 64,
+                "num_minibatches": 2,
+                "num_epochs": 2,
+                "num_train_steps": 1024,
+                "checkpoint_every": 256,
+            },
+        ),
     ],
 )
 def test_resumed_run_equals_straight_run(tmp_path, env_id, kw):

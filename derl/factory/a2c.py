@@ -11,7 +11,12 @@ from gymnasium.vector import VectorEnv
 
 from derl.alg import A2CLoss, Alg, linear_schedule
 from derl.env import observation_space
-from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
+from derl.factory.config import (
+    ActorCriticConfig,
+    hp,
+    make_actor_critic_policy,
+    resample_sde_before_rollouts,
+)
 from derl.logger import Logger
 from derl.optim import RMSpropTF
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, NormalizeAdvantages, Transform
@@ -67,6 +72,7 @@ def make_a2c(
     runner: Runner = EnvRunner(
         env, policy, config.num_runner_steps, config.num_train_steps, device, logger
     )
+    resample_sde_before_rollouts(runner, policy)
     transforms: list[Callable[[Any], Any]] = [
         GAE(policy, config.gamma, config.gae_lambda),
         MergeTimeBatch(),

@@ -230,6 +230,11 @@ class ActorCriticConfig(Config):
     )
     activation: str = hp("tanh", "activation of the MLPs", choices=ACTIVATION_NAMES)
     log_std_init: float = hp(0.0, "initial log std of Gaussian actions")
+    use_sde: bool = hp(
+        False,
+        "gSDE for Box actions: exploration noise as a function of the state, its matrix "
+        "redrawn before each rollout (Raffin et al. 2022; SB3's use_sde)",
+    )
     ortho_init: bool = hp(True, "orthogonal init (openai baselines); off: torch's default")
 
 
@@ -269,8 +274,20 @@ def make_actor_critic_policy(
         config.log_std_init,
         config.ortho_init,
         make_encoder(config, observation_space, action_space, model_fn),
+        config.num_envs if config.use_sde else 0,
     )
     return ActorCriticPolicy(model, action_space)
+
+
+def resample_sde_before_rollouts(runner, policy) -> None:
+    """gSDE (`--use-sde`): new exploration matrices before each rollout, as SB3's default
+    sde_sample_freq=-1. A runner hook, so a checkpoint (taken before other hooks act at its step)
+    holds the matrices a resumed run then redraws the same way."""
+    from derl.models import GSDEHead
+
+    head = policy.model.head
+    if isinstance(head, GSDEHead):
+        runner.hooks.append(lambda step: head.resample())
 
 
 def make_box_encoder(

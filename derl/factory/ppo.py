@@ -10,7 +10,12 @@ from gymnasium.vector import VectorEnv
 
 from derl.alg import Alg, PPOLoss, linear_schedule
 from derl.env import observation_space
-from derl.factory.config import ActorCriticConfig, hp, make_actor_critic_policy
+from derl.factory.config import (
+    ActorCriticConfig,
+    hp,
+    make_actor_critic_policy,
+    resample_sde_before_rollouts,
+)
 from derl.logger import Logger
 from derl.runners import GAE, EnvRunner, MergeTimeBatch, Minibatches, NormalizeAdvantages, Transform
 from derl.types import Runner
@@ -92,6 +97,7 @@ def make_ppo(
     runner: Runner = EnvRunner(
         env, policy, config.num_runner_steps, config.num_train_steps, device, logger
     )
+    resample_sde_before_rollouts(runner, policy)
     runner = Transform(runner, [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()])
     runner = Minibatches(runner, config.num_epochs, config.num_minibatches)
     if config.normalize_advantages:
