@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1] / "derl"
 
 LAYERS = [
     # 0: no derl imports above these (buffer.py is a single file users copy: no derl imports)
-    {"errors", "types", "checkpoint", "lock", "guard", "optim", "distributions", "noisy", "custom"}
+    {"errors", "types", "checkpoint", "lock", "guard", "optim", "distributions", "noisy", "noise"}
+    | {"custom"}
     | {"logger", "plot", "buffer", "tracking", "video", "distributed"},
     {"env", "models"},
     {"policies", "returns"},
