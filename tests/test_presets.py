@@ -31,6 +31,46 @@ def test_presets_cover_the_algorithms():
     assert set(env_presets()) <= set(ALGS)
 
 
+# The envs issue 11 names, and the algorithms whose action space fits each.
+DISCRETE = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3"]
+CONTINUOUS_CLASSIC = ["MountainCarContinuous-v0", "Pendulum-v1", "LunarLanderContinuous-v3"]
+MUJOCO = [
+    f"{name}-v5"
+    for name in (
+        "HalfCheetah Hopper Walker2d Ant Humanoid Swimmer InvertedPendulum "
+        "InvertedDoublePendulum Reacher"
+    ).split()
+]
+# presets.toml's "Skipped" block says why each of these has no table: no published recipe.
+SKIPPED = {
+    ("a2c", env) for env in ("InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5")
+} | {("sac", env) for env in ("InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5")}
+
+
+def test_every_named_env_has_a_preset_for_every_algorithm_that_fits():
+    wanted = [(alg, env) for alg in ("ppo", "a2c", "dqn") for env in DISCRETE]
+    wanted += [
+        (alg, env) for alg in ("ppo", "a2c", "sac", "td3") for env in CONTINUOUS_CLASSIC + MUJOCO
+    ]
+    missing = [pair for pair in wanted if pair not in SKIPPED and pair not in all_env_presets()]
+    assert not missing, missing
+
+
+def test_an_id_without_a_table_takes_the_same_env_at_another_version():
+    from derl.factory.presets import env_preset, preset_id
+
+    assert preset_id("ppo", "HalfCheetah-v4") == "HalfCheetah-v5"
+    assert preset_id("ppo", "CartPole-v0") == "CartPole-v1"
+    assert preset_id("ppo", "gymnasium.envs:CartPole-v1") == "CartPole-v1"
+    assert preset_id("ppo", "CarRacing-v3") is None
+    assert preset_id("ppo", "Cart-v1") is None  # the name must match, not only its start
+    values, source = env_preset("ppo", "HalfCheetah-v4")
+    assert values == env_preset("ppo", "HalfCheetah-v5")[0]
+    assert source.startswith("the HalfCheetah-v5 preset, same env at another version")
+    config = derl.make_config("ppo", "HalfCheetah-v4")
+    assert config.num_runner_steps == env_presets()["ppo"]["HalfCheetah-v5"]["num_runner_steps"]
+
+
 def test_layers_stack_family_env_file_flags(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("num_envs: 3\nlr: 0.002\n")

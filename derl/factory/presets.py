@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import sys
 import typing
 from pathlib import Path
@@ -34,13 +35,38 @@ def env_presets() -> dict[str, dict[str, dict]]:
         return tomllib.load(f)
 
 
+def preset_id(alg: str, env_id: str) -> str | None:
+    """The id whose env preset `alg` uses on `env_id`: the id itself, else the same env at the
+    nearest other version that has one (HalfCheetah-v4 takes HalfCheetah-v5's, as the zoo's v3
+    recipes serve v5 here: the versions share the task and differ in details), else None."""
+    table = env_presets().get(alg, {})
+    name = env_id.split(":")[-1]
+    if name in table:
+        return name
+    match = re.fullmatch(r"(.+)-v(\d+)", name)
+    if match is None:
+        return None
+    base, version = match.group(1), int(match.group(2))
+    others = [
+        (abs(int(m.group(2)) - version), -int(m.group(2)), other)
+        for other in table
+        if (m := re.fullmatch(r"(.+)-v(\d+)", other)) and m.group(1) == base
+    ]
+    return min(others)[2] if others else None  # ties: the newer version
+
+
 def env_preset(alg: str, env_id: str) -> tuple[dict, str | None]:
-    """(values, source) of the env preset of `alg` on `env_id`; ({}, None) when there is none."""
-    table = env_presets().get(alg, {}).get(env_id.split(":")[-1])
-    if table is None:
+    """(values, source) of the env preset of `alg` on `env_id` (or on the same env at another
+    version, `preset_id`); ({}, None) when there is none."""
+    found = preset_id(alg, env_id)
+    if found is None:
         return {}, None
+    table = env_presets()[alg][found]
     values = {k: v for k, v in table.items() if k != "source"}
-    return values, table.get("source", "env preset")
+    source = table.get("source", "env preset")
+    if found != env_id.split(":")[-1]:
+        source = f"the {found} preset, same env at another version: {source}"
+    return values, source
 
 
 def read_config_file(path: str | Path) -> dict:
