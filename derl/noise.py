@@ -60,14 +60,22 @@ class PinkNoise(nn.Module):
         self.register_buffer("position", torch.tensor(steps))  # used up: draw a block first
         self.next_position = steps
         self.register_load_state_dict_post_hook(_read_position)
+        # Sequences for batches of another size (a stochastic `derl eval` of one env, say):
+        # kept apart, outside the state dict, so that they never disturb training's noise.
+        self.others: dict[int, PinkNoise] = {}
+
+    def other_batch(self, batch: int) -> Tensor:
+        if batch not in self.others:
+            # A plain attribute, not a submodule: `others` holds it, __setattr__ never sees it.
+            self.others[batch] = PinkNoise(batch, self.block.shape[1], self.steps).to(
+                self.block.device
+            )
+        return self.others[batch](batch)
 
     def forward(self, batch: int) -> Tensor:
         """The next [num_envs, action_dim] noise values."""
         if batch != self.block.shape[0]:
-            raise ValueError(
-                f"pink noise has a sequence for each of {self.block.shape[0]} envs, but acting "
-                f"got a batch of {batch}; build the policy with num_envs={batch}"
-            )
+            return self.other_batch(batch)
         if self.next_position >= self.steps:
             self.block.copy_(pink_noise(self.block.shape[:2], self.steps, self.block.device))
             self.next_position = 0

@@ -244,6 +244,7 @@ class TD3Policy(BoxActor):
         self.exploration_noise, self.noise_type = exploration_noise, noise_type
         if noise_type == "ou":  # only then: other checkpoints keep their keys
             self.register_buffer("ou_state", torch.zeros(num_envs, self.action_dim))
+            self.other_ou: dict[int, Tensor] = {}  # processes of other batch sizes: ou_noisy
 
     def forward(self, obs: Tensor) -> Tensor:
         unit = torch.tanh(self.net(self.encode(obs)))
@@ -272,10 +273,9 @@ class TD3Policy(BoxActor):
         """`actions` plus the next value of each env's OU process (half-widths), in the box."""
         state: Tensor = self.ou_state  # type: ignore[assignment]  # a buffer when noise_type="ou"
         if state.shape[0] != actions.shape[0]:
-            raise ValueError(
-                f"OU noise has a process for each of {state.shape[0]} envs, but acting got a "
-                f"batch of {actions.shape[0]}; build the policy with num_envs={actions.shape[0]}"
-            )
+            # Another batch size than training's (a stochastic `derl eval` of one env, say): its
+            # own processes, outside the state dict, so that training's never change.
+            state = self.other_ou.setdefault(actions.shape[0], torch.zeros_like(actions))
         sigma = self.exploration_noise
         state.add_(-OU_THETA * OU_DT * state + sigma * OU_DT**0.5 * torch.randn_like(state))
         half = (self.high - self.low) / 2

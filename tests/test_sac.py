@@ -276,8 +276,16 @@ def test_pink_noise_acts_one_step_of_a_sequence_per_env():
     fresh = SACPolicy(3, box, (8,), noise_type="pink", num_envs=4)
     fresh.load_state_dict(policy.state_dict())  # a resumed run continues the same sequences
     torch.testing.assert_close(fresh.act(obs)["actions"], policy.act(obs)["actions"])
-    with pytest.raises(ValueError, match="num_envs=2"):
-        policy.act(obs[:2])
+    # Another batch size (a stochastic `derl eval` of one env) gets sequences of its own, which
+    # neither touch training's nor enter the state dict.
+    state = {k: v.clone() for k, v in policy.state_dict().items()}
+    policy.eval()  # as derl eval acts (a training-mode act would count its warm-up steps)
+    one = torch.stack([policy.act(obs[:1])["actions"] for _ in range(5)])
+    policy.train()
+    assert one.shape == (5, 1, 2) and one.std(0).min() > 0
+    for key, value in policy.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    torch.testing.assert_close(fresh.act(obs)["actions"], policy.act(obs)["actions"])
 
 
 def test_pink_noise_is_a_choice_of_the_config():

@@ -63,8 +63,12 @@ def test_ou_noise_follows_its_recurrence_per_env_and_stays_in_the_box():
     before = policy.ou_state.clone()
     policy.act(obs)
     assert (policy.ou_state - before).abs().max() < 0.25 < before.std()
-    with pytest.raises(ValueError, match="num_envs=2"):
-        policy.act(obs[:2])
+    # Another batch size (a stochastic `derl eval` of one env): processes of its own, apart
+    # from training's, which stays as it was.
+    before = policy.ou_state.clone()
+    assert policy.act(obs[:2])["actions"].shape == (2, 2) and policy.other_ou[2].abs().sum() > 0
+    torch.testing.assert_close(policy.ou_state, before)
+    assert set(policy.state_dict()) == set(TD3Policy(3, box, (8,), noise_type="ou").state_dict())
 
 
 def test_ou_noise_is_a_choice_of_the_config_and_the_mountaincar_preset():
