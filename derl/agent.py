@@ -19,6 +19,10 @@ from derl.factory.config import Config
 from derl.models import is_image
 from derl.types import Policy
 
+# Evaluation's time limit for envs without one of their own (CliffWalking-v1, some env_fn envs):
+# a greedy policy can loop there forever, and the evaluation with it.
+EVAL_MAX_EPISODE_STEPS = 10_000
+
 
 class Agent:
     """A trained policy with its observation normalisation frozen: `agent.act(obs)`."""
@@ -76,7 +80,8 @@ class Agent:
         return next(self.policy.parameters()).device
 
     def make_env(self, num_envs: int = 1, seed: int = 10_000):
-        """A vector env like the one it was trained on, unnormalised: `act` normalises."""
+        """A vector env like the one it was trained on, unnormalised: `act` normalises. Where
+        the env has no time limit of its own, episodes end after EVAL_MAX_EPISODE_STEPS steps."""
         config = self.config
         return derl.env.make(
             config.env_id,
@@ -85,6 +90,7 @@ class Agent:
             normalize=False,
             env_kwargs=config.env_kwargs,
             env_fn=self.env_fn,
+            max_episode_steps=EVAL_MAX_EPISODE_STEPS,
         )
 
 

@@ -5,6 +5,7 @@ import pytest
 
 import derl
 from derl.env import VecNormalize, family, make, make_single
+from derl.evaluate import evaluate
 from derl.errors import UsageError
 
 
@@ -97,3 +98,32 @@ def test_a_frozen_agent_normalises_exactly_as_the_training_env():
     agent = Agent(None, None, env.single_observation_space, env.state_dict())
     np.testing.assert_array_equal(agent.normalize(raw), env.normalize_obs(raw))
     env.close()
+
+
+def test_an_env_without_a_time_limit_gets_one_only_when_asked():
+    # CliffWalking-v1 registers no time limit: walking up from the start never ends an episode.
+    env = make("CliffWalking-v1", max_episode_steps=50, seed=0)
+    env.reset(seed=0)
+    for step in range(1, 51):
+        _, _, terminated, truncated, info = env.step(np.array([0]))
+        assert not terminated[0] and truncated[0] == (step == 50)
+    assert info["final_info"]["episode"]["l"][0] == 50  # the statistics see the cut episode
+    assert make("CartPole-v1", max_episode_steps=50).get_attr("spec")[0].max_episode_steps == 500
+    plain = make("CliffWalking-v1", seed=0)
+    plain.reset(seed=0)
+    for _ in range(60):
+        assert not plain.step(np.array([0]))[3][0]
+
+
+def test_evaluating_a_greedy_policy_that_loops_forever_ends(tmp_path):
+    # A Q network of zeros takes action 0 everywhere: up, into CliffWalking's wall, for ever.
+    config = derl.make_config(
+        "dqn", "CliffWalking-v1", num_train_steps=200, learning_starts=100, eval_every=0,
+        logdir=str(tmp_path), seed=0,
+    )
+    derl.train(config, progress=False)
+    agent = derl.load(tmp_path)
+    for p in agent.policy.parameters():
+        p.data.zero_()
+    returns = evaluate(agent, num_episodes=2)
+    assert returns.tolist() == [-10_000.0, -10_000.0]  # -1 a step, cut at EVAL_MAX_EPISODE_STEPS

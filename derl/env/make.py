@@ -8,7 +8,7 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
-from gymnasium.wrappers import RecordEpisodeStatistics
+from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
 from derl.env.atari import make_atari
 from derl.env.families import family, register_ids
@@ -94,27 +94,47 @@ def call_env_fn(env_fn: Callable, render_mode: str | None) -> gym.Env:
     return env
 
 
+def has_time_limit(env: gym.Env) -> bool:
+    """Whether a TimeLimit wrapper ends `env`'s episodes."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, TimeLimit):
+            return True
+        env = env.env
+    return False
+
+
+def cap_episodes(env: gym.Env, max_episode_steps: int | None) -> gym.Env:
+    """`env` with a TimeLimit of `max_episode_steps` where it has none of its own (None: as it
+    is). Evaluation uses it: a greedy policy can walk in circles forever in an env without one
+    (CliffWalking-v1), and its evaluation would never return."""
+    if max_episode_steps is None or has_time_limit(env):
+        return env
+    return TimeLimit(env, max_episode_steps)
+
+
 def make_single(
     env_id: str,
     render_mode: str | None = None,
     env_kwargs: dict | None = None,
     env_fn: Callable | None = None,
+    max_episode_steps: int | None = None,
 ) -> gym.Env:
     """One env with the preprocessing of its family and episode statistics of the true reward.
 
     `env_fn`: the user's factory instead of gymnasium.make(env_id, **env_kwargs).
+    `max_episode_steps`: a time limit for an env that has none of its own (`cap_episodes`).
     """
     if env_fn is not None:
-        return FlatObservations(
-            image_layout(RecordEpisodeStatistics(call_env_fn(env_fn, render_mode)))
-        )
+        env = cap_episodes(call_env_fn(env_fn, render_mode), max_episode_steps)
+        return FlatObservations(image_layout(RecordEpisodeStatistics(env)))
     register_ids(env_id)  # again here: async workers are fresh processes
     env_kwargs = env_kwargs or {}
     try:
         if family(env_id) == "atari":
             env = make_atari(env_id, render_mode=render_mode, **env_kwargs)
         else:
-            env = RecordEpisodeStatistics(gym.make(env_id, render_mode=render_mode, **env_kwargs))
+            env = gym.make(env_id, render_mode=render_mode, **env_kwargs)
+            env = RecordEpisodeStatistics(cap_episodes(env, max_episode_steps))
     except TypeError as exc:
         if not env_kwargs:
             raise
@@ -169,6 +189,7 @@ def make(
     gamma: float = 0.99,
     env_kwargs: dict | None = None,
     env_fn: Callable | None = None,
+    max_episode_steps: int | None = None,
 ) -> gym.vector.VectorEnv:
     """A gymnasium vector env of `num_envs` copies of `env_id`, reset with `seed`.
 
@@ -180,6 +201,8 @@ def make(
     `env_kwargs` go to gymnasium.make; `env_fn`, a function returning a gymnasium.Env, makes
     each env instead (then `env_id` is only a name). Observations that are not a Box arrive
     flattened (`FlatObservations`); `observation_space(env)` gives their structure.
+    `max_episode_steps` limits episodes of envs without a time limit of their own (sync and
+    async; EnvPool's envs all have one).
     """
     # family() raises UsageError for unknown ids and missing extras
     fam = "custom" if env_fn is not None else family(env_id)
@@ -191,7 +214,10 @@ def make(
         if vectorization == "envpool":
             vector_env, structured = make_envpool(env_id, fam, num_envs, env_kwargs, env_fn)
         else:
-            fns = [partial(make_single, env_id, None, env_kwargs, env_fn) for _ in range(num_envs)]
+            fns = [
+                partial(make_single, env_id, None, env_kwargs, env_fn, max_episode_steps)
+                for _ in range(num_envs)
+            ]
             vector_cls = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
             vector_env = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
             structured = vector_env.get_attr("structured_space")[0]
