@@ -326,9 +326,27 @@ def train(
             env_fn,
             callbacks,
         )
-        if notice:
-            print(notice, file=sys.stderr)
+        for line in (notice, budget_notice(config)):
+            if line:
+                print(line, file=sys.stderr)
         return learn(run)
+
+
+def budget_notice(config: Config) -> str:
+    """A line when on-policy training will take over 10% more env steps than its budget: it runs
+    whole rollouts (PPO BipedalWalker-v3 with --num-train-steps 4096 takes 32 x 2048 steps)."""
+    steps = getattr(config, "num_runner_steps", None)
+    if steps is None:
+        return ""
+    rollout = steps * config.num_envs
+    total = -(-config.num_train_steps // rollout) * rollout  # whole rollouts
+    if total <= 1.1 * config.num_train_steps:
+        return ""
+    return (
+        f"derl: rollouts are {rollout:,} env steps (--num-envs {config.num_envs} x "
+        f"--num-runner-steps {steps}), so --num-train-steps {config.num_train_steps:,} takes "
+        f"{total:,}"
+    )
 
 
 def check_new_logdir(logdir: Path) -> None:

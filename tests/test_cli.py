@@ -76,11 +76,15 @@ def test_a2c_runs(tmp_path, capsys):
         == 0
     )
     assert "train/explained_variance" in scalars(tmp_path / "a")
-    assert "mean return of the last 100 episodes" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "mean return of the last 100 episodes" in out and "rollouts are" not in err
     # Pendulum's episodes last 200 steps: none ends in 128, and the summary says so (not nan).
     argv = ["a2c", "--env-id", "Pendulum-v1", "--logdir", str(tmp_path / "p")]
     assert main([*argv, "--num-train-steps", "80"]) == 0
-    assert "128 env steps, no episode finished yet" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "128 env steps, no episode finished yet" in out
+    # Whole rollouts: a line says why 128 steps were taken, not the 80 asked for.
+    assert "rollouts are 64 env steps (--num-envs 8 x --num-runner-steps 8), so" in err, err
 
 
 def test_help_shows_the_presets_and_where_each_default_comes_from(capsys):
