@@ -103,7 +103,8 @@ EVAL_EPISODES, EVAL_SEED = 10, 10_000
 HEARTBEAT_S = 10
 LOG, LOCK, WALL = "suite.log", "suite.lock", "suite_wall.json"
 
-# "Solved" bars of the classic-control envs, used when a [[run]] gives no threshold.
+# "Solved" bars of the classic-control and the small MuJoCo envs, used when a [[run]] gives no
+# threshold.
 THRESHOLDS = {
     "CartPole-v1": (475, "gymnasium 1.x reward_threshold"),
     "Acrobot-v1": (-100, "gymnasium 1.x reward_threshold"),
@@ -112,6 +113,9 @@ THRESHOLDS = {
     "LunarLander-v3": (200, "gymnasium 1.x reward_threshold"),
     "LunarLanderContinuous-v3": (200, "gymnasium 1.x reward_threshold"),
     "Pendulum-v1": (-200, "no reward_threshold in gymnasium; the bar we use"),
+    "InvertedPendulum-v5": (950, "gymnasium 1.x reward_threshold"),
+    "InvertedDoublePendulum-v5": (9100, "gymnasium 1.x reward_threshold"),
+    "Reacher-v5": (-3.75, "gymnasium 1.x reward_threshold"),
 }
 
 # Published returns to hold derl's against: (source, value, protocol). No anchor publishes
@@ -123,6 +127,7 @@ _CLEANRL, _ZOO, _TIANSHOU = "CleanRL", "SB3 zoo", "Tianshou"
 _MUJOCO_CLEANRL = "v4, 3 seeds, training return"
 _MUJOCO_ZOO = "v3, 1 run, deterministic eval"
 _ATARI_CLEANRL = "3 seeds, training return"
+_TD3_PAPER = "-v1, 10 seeds, max over training of the deterministic eval"
 ANCHORS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("ppo", "HalfCheetah-v5"): [
         (_CLEANRL, "1442.6 ± 46.0", _MUJOCO_CLEANRL),
@@ -151,6 +156,10 @@ ANCHORS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("td3", "HalfCheetah-v5"): [(_CLEANRL, "9583", _MUJOCO_CLEANRL), (_ZOO, "9656", _MUJOCO_ZOO)],
     ("td3", "Hopper-v5"): [(_CLEANRL, "3135", _MUJOCO_CLEANRL), (_ZOO, "3606", _MUJOCO_ZOO)],
     ("td3", "Walker2d-v5"): [(_CLEANRL, "4058", _MUJOCO_CLEANRL), (_ZOO, "4718", _MUJOCO_ZOO)],
+    # The TD3 paper (arXiv 1802.09477) Table 1: max average return over 10 trials of 1M steps, -v1.
+    ("td3", "InvertedPendulum-v5"): [("TD3 paper", "1000.00 ± 0.00", _TD3_PAPER)],
+    ("td3", "InvertedDoublePendulum-v5"): [("TD3 paper", "9337.47 ± 14.96", _TD3_PAPER)],
+    ("td3", "Reacher-v5"): [("TD3 paper", "-3.60 ± 0.56", _TD3_PAPER)],
     ("ppo", "PongNoFrameskip-v4"): [
         (_CLEANRL, "20.36 ± 0.20", _ATARI_CLEANRL),
         (_ZOO, "20.99 ± 0.11", "1 run"),
