@@ -58,6 +58,41 @@ def test_the_matrices_are_redrawn_before_each_rollout_and_held_within_one(tmp_pa
     assert len(seen) == 2 and not torch.equal(seen[0], seen[1])
 
 
+def test_sde_sample_freq_redraws_every_k_steps_within_a_rollout():
+    config = derl.make_config(
+        "a2c", "Pendulum-v1", use_sde=True, sde_sample_freq=2, num_envs=2,
+        num_runner_steps=6, num_train_steps=24,
+    )
+    env = derl.env.make("Pendulum-v1", 2, 0)
+    from derl.factory.a2c import make_a2c
+
+    runner = make_a2c(config, env, torch.device("cpu")).runner
+    head = runner.policy.model.head
+    seen = []
+    runner.policy.act = lambda obs, act=runner.policy.act: seen.append(
+        head.exploration.clone()
+    ) or act(obs)
+    for _ in runner:
+        pass
+    assert len(seen) == 12  # two rollouts of 6 steps; new matrices at steps 0, 2, 4 of each
+    for t, matrices in enumerate(seen):
+        assert torch.equal(matrices, seen[t - 1]) == (t % 2 == 1), t
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--use-sde", "--sde-sample-freq", "0"], "--sde-sample-freq must be -1"),
+        (["--sde-sample-freq", "4"], "--sde-sample-freq needs --use-sde"),
+    ],
+)
+def test_sde_sample_freq_is_checked(flags, message, tmp_path, capsys):
+    argv = ["ppo", "--env-id", "Pendulum-v1", *flags, "--logdir", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+
+
 def test_use_sde_needs_box_actions(tmp_path, capsys):
     space = gym.spaces.Box(-1, 1, (3,), np.float32)
     with pytest.raises(derl.UsageError, match="Box"):

@@ -45,10 +45,12 @@ def params(alg):
                 "checkpoint_every": 256,
             },
         ),
-        (  # gSDE: the exploration matrices are redrawn by a runner hook, after the checkpoint
+        (  # gSDE: the exploration matrices are redrawn by runner hooks, after the checkpoint
+            # and (sde_sample_freq) every 16 steps within a rollout
             "Pendulum-v1",
             {
                 "use_sde": True,
+                "sde_sample_freq": 16,
                 "num_envs": 2,
                 "num_runner_steps": 64,
                 "num_minibatches": 2,

@@ -72,7 +72,7 @@ def make_a2c(
     runner: Runner = EnvRunner(
         env, policy, config.num_runner_steps, config.num_train_steps, device, logger
     )
-    resample_sde_before_rollouts(runner, policy)
+    resample_sde_before_rollouts(runner, policy, config.sde_sample_freq)
     transforms: list[Callable[[Any], Any]] = [
         GAE(policy, config.gamma, config.gae_lambda),
         MergeTimeBatch(),

@@ -235,7 +235,20 @@ class ActorCriticConfig(Config):
         "gSDE for Box actions: exploration noise as a function of the state, its matrix "
         "redrawn before each rollout (Raffin et al. 2022; SB3's use_sde)",
     )
+    sde_sample_freq: int = hp(
+        -1,
+        "gSDE: also redraw the exploration matrices every this many steps within a rollout "
+        "(-1: only before each rollout; SB3's sde_sample_freq)",
+        at_least=-1,
+    )
     ortho_init: bool = hp(True, "orthogonal init (openai baselines); off: torch's default")
+
+    def relations(self) -> list[tuple[bool, str]]:
+        freq = self.sde_sample_freq
+        return [
+            (freq != 0, "--sde-sample-freq must be -1 (only before each rollout) or >= 1"),
+            (freq == -1 or self.use_sde, "--sde-sample-freq needs --use-sde"),
+        ]
 
 
 def make_encoder(
@@ -279,15 +292,19 @@ def make_actor_critic_policy(
     return ActorCriticPolicy(model, action_space)
 
 
-def resample_sde_before_rollouts(runner, policy) -> None:
-    """gSDE (`--use-sde`): new exploration matrices before each rollout, as SB3's default
-    sde_sample_freq=-1. A runner hook, so a checkpoint (taken before other hooks act at its step)
+def resample_sde_before_rollouts(runner, policy, sample_freq: int = -1) -> None:
+    """gSDE (`--use-sde`): new exploration matrices before each rollout, and every
+    `sample_freq` steps within one when it is > 0 (SB3's sde_sample_freq: at rollout steps
+    0, k, 2k, ...). Runner hooks, so a checkpoint (taken before other hooks act at its step)
     holds the matrices a resumed run then redraws the same way."""
     from derl.models import GSDEHead
 
     head = policy.model.head
-    if isinstance(head, GSDEHead):
-        runner.hooks.append(lambda step: head.resample())
+    if not isinstance(head, GSDEHead):
+        return
+    runner.hooks.append(lambda step: head.resample())
+    if sample_freq > 0:
+        runner.step_hooks.append(lambda t: head.resample() if t and t % sample_freq == 0 else None)
 
 
 def make_box_encoder(

@@ -38,6 +38,7 @@ class PPOConfig(ActorCriticConfig):
         batch = self.num_envs * self.num_runner_steps
         divides = batch % self.num_minibatches == 0
         return [
+            *super().relations(),
             (
                 divides,
                 f"--num-minibatches {self.num_minibatches} does not divide the batch of "
@@ -97,7 +98,7 @@ def make_ppo(
     runner: Runner = EnvRunner(
         env, policy, config.num_runner_steps, config.num_train_steps, device, logger
     )
-    resample_sde_before_rollouts(runner, policy)
+    resample_sde_before_rollouts(runner, policy, config.sde_sample_freq)
     runner = Transform(runner, [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()])
     runner = Minibatches(runner, config.num_epochs, config.num_minibatches)
     if config.normalize_advantages:

@@ -65,6 +65,8 @@ class EnvRunner:
         self.obs: torch.Tensor | None = None
         # Called with step_count between rollouts (checkpoints, evaluation).
         self.hooks: list[Callable[[int], None]] = []
+        # Called with the step's index in its rollout before each act (gSDE's redraws).
+        self.step_hooks: list[Callable[[int], None]] = []
         space = env.single_observation_space
         self.obs_dtype = torch.uint8 if is_image(space) else torch.float32
         self.obs_np_dtype = np.uint8 if is_image(space) else np.float32
@@ -102,6 +104,8 @@ class EnvRunner:
         obs = self.obs
         assert obs is not None, "collect() runs inside iteration, which resets the env first"
         for t in range(T):
+            for step_hook in self.step_hooks:
+                step_hook(t)
             out = self.policy.act(obs)
             next_obs, rewards, terminated, truncated, info = self.env.step(
                 self.policy.env_actions(out["actions"])
