@@ -5,8 +5,8 @@ import pytest
 
 import derl
 from derl.env import VecNormalize, family, make, make_single
-from derl.evaluate import evaluate
 from derl.errors import UsageError
+from derl.evaluate import evaluate
 
 
 def test_families():
@@ -118,8 +118,13 @@ def test_an_env_without_a_time_limit_gets_one_only_when_asked():
 def test_evaluating_a_greedy_policy_that_loops_forever_ends(tmp_path):
     # A Q network of zeros takes action 0 everywhere: up, into CliffWalking's wall, for ever.
     config = derl.make_config(
-        "dqn", "CliffWalking-v1", num_train_steps=200, learning_starts=100, eval_every=0,
-        logdir=str(tmp_path), seed=0,
+        "dqn",
+        "CliffWalking-v1",
+        num_train_steps=200,
+        learning_starts=100,
+        eval_every=0,
+        logdir=str(tmp_path),
+        seed=0,
     )
     derl.train(config, progress=False)
     agent = derl.load(tmp_path)

@@ -60,8 +60,13 @@ def test_the_matrices_are_redrawn_before_each_rollout_and_held_within_one(tmp_pa
 
 def test_sde_sample_freq_redraws_every_k_steps_within_a_rollout():
     config = derl.make_config(
-        "a2c", "Pendulum-v1", use_sde=True, sde_sample_freq=2, num_envs=2,
-        num_runner_steps=6, num_train_steps=24,
+        "a2c",
+        "Pendulum-v1",
+        use_sde=True,
+        sde_sample_freq=2,
+        num_envs=2,
+        num_runner_steps=6,
+        num_train_steps=24,
     )
     env = derl.env.make("Pendulum-v1", 2, 0)
     from derl.factory.a2c import make_a2c
@@ -69,9 +74,9 @@ def test_sde_sample_freq_redraws_every_k_steps_within_a_rollout():
     runner = make_a2c(config, env, torch.device("cpu")).runner
     head = runner.policy.model.head
     seen = []
-    runner.policy.act = lambda obs, act=runner.policy.act: seen.append(
-        head.exploration.clone()
-    ) or act(obs)
+    runner.policy.act = lambda obs, act=runner.policy.act: (
+        seen.append(head.exploration.clone()) or act(obs)
+    )
     for _ in runner:
         pass
     assert len(seen) == 12  # two rollouts of 6 steps; new matrices at steps 0, 2, 4 of each

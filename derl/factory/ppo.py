@@ -43,7 +43,7 @@ class PPOConfig(ActorCriticConfig):
                 divides,
                 f"--num-minibatches {self.num_minibatches} does not divide the batch of "
                 f"{batch} (num_envs * num_runner_steps)",
-            )
+            ),
         ]
 
 
