@@ -177,14 +177,29 @@ def check_output(flag: str, path: str, suffixes: tuple[str, ...]) -> None:
 def resume_command(argv: list[str]) -> int:
     parser = Parser(prog="derl resume", description=COMMANDS["resume"])
     parser.add_argument("logdir")
+    parser.add_argument(
+        "--device",
+        help="continue on this device instead of the run's own: cpu, cuda[:N] or auto (a GPU "
+        "run on a machine without one: --device cpu)",
+    )
+    parser.add_argument(
+        "--buffer-device",
+        help="move the replay buffer (DQN, Rainbow, SAC, TD3): cpu, cuda[:N] or auto",
+    )
     args = parser.parse_args(argv)
     from derl import distributed
     from derl.train import resume
 
+    moved = [
+        arg
+        for flag, value in (("--device", args.device), ("--buffer-device", args.buffer_device))
+        if value
+        for arg in (flag, value)
+    ]
     recorded = recorded_nproc(Path(args.logdir))
     if recorded > 1 and not distributed.launched():  # a data-parallel run: start its processes
-        return distributed.launch(recorded, ["resume", args.logdir])
-    return report(resume(args.logdir))
+        return distributed.launch(recorded, ["resume", args.logdir, *moved])
+    return report(resume(args.logdir, device=args.device, buffer_device=args.buffer_device))
 
 
 def recorded_nproc(logdir: Path) -> int:

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from derl.policies import ActorCriticPolicy
+from derl.types import LossOutput
 
 
 class Timed:
@@ -40,15 +41,32 @@ class Timed:
         self.fn, self.name, self.report = torch.compile(fn, **kwargs), name, report
         self.eager = fn  # for NaN probes with forward hooks (derl.guard)
         self.first = True
+        # CUDA graphs write every replay's outputs into the same memory, but the runner keeps
+        # acting's outputs for a whole rollout and the logger keeps the loss's metrics until
+        # it writes them: they get copies of their own.
+        # https://pytorch.org/docs/stable/torch.compiler_cudagraph_trees.html
+        self.owned = kwargs.get("mode") == "reduce-overhead"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not self.first:
-            return self.fn(*args, **kwargs)
+            out = self.fn(*args, **kwargs)
+            return owned(out) if self.owned else out
         start = time.perf_counter()
         out = self.fn(*args, **kwargs)
         self.first = False
         self.report(self.name, time.perf_counter() - start)
-        return out
+        return owned(out) if self.owned else out
+
+
+def owned(out: Any) -> Any:
+    """`out` with every tensor in it cloned (a loss's clone keeps its autograd graph)."""
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    if isinstance(out, dict):
+        return {key: owned(value) for key, value in out.items()}
+    if isinstance(out, LossOutput):
+        return LossOutput(owned(out.loss), owned(out.metrics), owned(out.td_errors))
+    return out
 
 
 def compile_alg(alg: Any, device: torch.device, logger: Any = None) -> None:

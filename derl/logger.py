@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from derl.errors import exit_status
@@ -139,7 +140,7 @@ class Logger:
         that is written when `write_every` env steps have passed since the last point, or when
         asked (`write`: checkpoints and evaluations, so that a resumed run writes the same
         points as an uninterrupted one)."""
-        means = {k: _mean(v) for k, v in self.pending.items()}
+        means = _means(self.pending)
         for key, value in means.items():
             total = self.window.setdefault(key, [0.0, 0])
             total[0] += value * len(self.pending[key])
@@ -199,8 +200,15 @@ class Logger:
         self.close(exit_status(exc))
 
 
-def _mean(values: list) -> float:
-    """Mean of floats or of 0-d tensors; tensors are stacked first, so one device sync per key."""
-    if isinstance(values[0], torch.Tensor):
-        return torch.stack([v.double() for v in values]).mean().item()
-    return sum(values) / len(values)
+def _means(pending: dict[str, list]) -> dict[str, float]:
+    """The mean of each key's floats or 0-d tensors. The tensors' means are stacked and read
+    together: one device sync per flush, not one per key (SAC logs seven)."""
+    means = {k: sum(v) / len(v) for k, v in pending.items() if not isinstance(v[0], torch.Tensor)}
+    by_device: dict[torch.device, dict[str, Tensor]] = {}
+    for key, values in pending.items():
+        if isinstance(values[0], torch.Tensor):
+            mean = torch.stack([v.to(torch.float64) for v in values]).mean()
+            by_device.setdefault(mean.device, {})[key] = mean
+    for tensors in by_device.values():
+        means.update(zip(tensors, torch.stack(list(tensors.values())).tolist(), strict=True))
+    return {k: means[k] for k in pending}  # in the order they were recorded

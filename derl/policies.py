@@ -77,6 +77,11 @@ class EpsilonGreedyPolicy(nn.Module):
         frac = min(self.steps.item() / self.exploration_steps, 1.0)
         return self.initial_eps + (self.final_eps - self.initial_eps) * frac
 
+    def epsilon_tensor(self) -> Tensor:
+        """`epsilon` as a 0-d tensor where `steps` lives, computed without syncing a device."""
+        frac = (self.steps.double() / self.exploration_steps).clamp(max=1.0)
+        return self.initial_eps + (self.final_eps - self.initial_eps) * frac
+
     def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
         if deterministic:
             return {"actions": self.greedy(obs)}
@@ -93,10 +98,7 @@ class EpsilonGreedyPolicy(nn.Module):
             if explore.all():  # the Q network's answer would go unused
                 return {"actions": actions}
             return {"actions": torch.where(torch.from_numpy(explore), actions, self.greedy(obs))}
-        # On a device: epsilon as the property computes it, without syncing the device.
-        frac = (self.steps.double() / self.exploration_steps).clamp(max=1.0)
-        epsilon = self.initial_eps + (self.final_eps - self.initial_eps) * frac
-        explore = torch.rand(n, device=obs.device) < epsilon
+        explore = torch.rand(n, device=obs.device) < self.epsilon_tensor()  # no device sync
         actions = torch.randint(self.num_actions, (n,), device=obs.device)
         self.steps.add_(n)
         return {"actions": torch.where(explore, actions, self.greedy(obs))}

@@ -28,8 +28,10 @@ def rng_state() -> dict:
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    # The generator of the GPU this process trains on, and only when CUDA is in use: asking for
+    # every GPU's would start a CUDA context on each of them, in every process.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -37,8 +39,12 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, list):  # earlier checkpoints held every visible GPU's: take this one's
+        index = torch.cuda.current_device() if torch.cuda.is_available() else len(cuda)
+        cuda = cuda[index] if index < len(cuda) else None
+    if cuda is not None and torch.cuda.is_available():  # a run moved to the CPU needs none
+        torch.cuda.set_rng_state(cuda)
 
 
 def snapshot(

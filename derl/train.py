@@ -202,13 +202,34 @@ def build(
     return Run(config, env, alg, logger, logdir, lifecycle, env_fn)
 
 
+def deterministic_cuda() -> None:
+    """CUDA kernels that give the same bits every time, so that a seed repeats and a resumed
+    run continues exactly: cuDNN's deterministic convolutions, cuBLAS with a fixed workspace
+    (read when cuBLAS starts, before the first matmul), and torch's deterministic scatters and
+    index backward passes (a warning where an op has none).
+    https://pytorch.org/docs/stable/notes/randomness.html
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    # derl reads no memory it has not written; filling torch.empty with NaN would cost a GPU
+    # replay buffer's size in writes for nothing.
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+
+
 def join_group(config: Config, resuming: bool = False) -> tuple[Config, torch.device]:
     """Under torchrun: join the other processes (once), and take this process's device.
     The config then records the world size in `nproc`."""
     device = resolve_device(config.device)
+    if distributed.launched():
+        device = distributed.local_device(device)
+    if device.type == "cuda":  # made current: its RNG is the one checkpoints keep
+        torch.cuda.set_device(device)
+        if config.deterministic:
+            deterministic_cuda()
     if not distributed.launched():
         return config, device
-    device = distributed.local_device(device)
     distributed.init(config.dist_backend, device)
     size = distributed.world_size()
 
@@ -385,14 +406,19 @@ def resume(
     model: Callable | None = None,
     env_fn: Callable | None = None,
     callbacks: Sequence[Callback] = (),
+    device: str | None = None,
+    buffer_device: str | None = None,
 ) -> TrainResult:
     """Continue the run in `logdir` from its newest good checkpoint to its num_train_steps.
 
     Refused while another process trains in `logdir`, and when checkpoints exist but none can
     be loaded (starting over would replace them). `model` and `env_fn`: as `train`'s, needed
-    when the run's own cannot be imported by the name config.json recorded.
+    when the run's own cannot be imported by the name config.json recorded. `device` and
+    `buffer_device` move the run (a GPU run continued on a laptop: "cpu"); the rest of the
+    config is the run's own.
     """
     user: dict[str, Any] = dict(model=model, env_fn=env_fn, callbacks=callbacks)
+    moved = {k: v for k, v in dict(device=device, buffer_device=buffer_device).items() if v}
     logdir = Path(logdir)
     if not logdir.is_dir():
         what = "is not a directory" if logdir.exists() else "does not exist"
@@ -405,6 +431,8 @@ def resume(
         if distributed.launched():
             raise
         config = None
+    if config is not None:
+        config = moved_config(config, moved)
     if config is not None and config.nproc > 1 and not distributed.launched():
         raise UsageError(
             f"{logdir} was trained by {config.nproc} processes; continue it from the shell with "
@@ -420,7 +448,7 @@ def resume(
         path = distributed.broadcast(None if chosen is None else chosen[0])
         if path is None:  # killed before its first checkpoint: the config is all there is
             return train(
-                read_config(logdir),
+                moved_config(read_config(logdir), moved),
                 progress,
                 logdir=logdir,
                 stop_after=stop_after,
@@ -437,7 +465,7 @@ def resume(
 
         state = distributed.agree(own_part)
         return train(
-            checkpoint_config(state, path),
+            moved_config(checkpoint_config(state, path), moved),
             progress,
             resume_state=state,
             logdir=logdir,
@@ -445,6 +473,18 @@ def resume(
             notice=chosen[2] if chosen is not None else "",
             **user,
         )
+
+
+def moved_config(config: Config, moved: dict[str, Any]) -> Config:
+    """`config` with the devices `derl resume --device/--buffer-device` asked for."""
+    if "buffer_device" in moved and not hasattr(config, "buffer_device"):
+        raise UsageError(
+            f"--buffer-device is for the replay buffer of DQN, Rainbow, SAC and TD3; this run is "
+            f"{spec_of(config).name.upper()}, which has none"
+        )
+    config = dataclasses.replace(config, **moved)
+    config.validate()
+    return config
 
 
 def choose_checkpoint(logdir: Path) -> tuple[Path, dict, str] | None:

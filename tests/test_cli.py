@@ -167,3 +167,37 @@ def test_eval_is_deterministic_by_default_as_the_python_api(tmp_path, capsys):
     assert f"{expected.mean():.2f}" in mean()
     assert mean() == mean("--deterministic")
     assert mean("--stochastic") != mean()  # Gaussian samples change the returns
+
+
+def test_resume_can_move_a_run_to_another_device(tmp_path, capsys):
+    """`derl resume --device/--buffer-device`: a run trained on a GPU continues on a laptop.
+    Here CPU to CPU (the move to CUDA is refused in one line where there is none)."""
+    logdir = tmp_path / "run"
+    argv = ["sac", "--env-id", "Pendulum-v1", "--device", "cpu", "--logdir", str(logdir)]
+    flags = ["--num-train-steps", "400", "--checkpoint-every", "200", "--learning-starts", "100"]
+    assert main([*argv, *flags]) == 0
+    sorted((logdir / "checkpoints").glob("step-*.pt"))[-1].unlink()
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        assert main(["resume", str(logdir), "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--device cpu" in err and "Traceback" not in err
+    assert main(["resume", str(logdir), "--device", "cpu", "--buffer-device", "cpu"]) == 0
+    assert json.loads((logdir / "config.json").read_text())["device"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--buffer-device", "cpu"], "--buffer-device is for the replay buffer"),
+        (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+    ],
+)
+def test_resume_refuses_a_device_it_cannot_use(extra, message, tmp_path, capsys):
+    logdir = tmp_path / "run"
+    argv = ["ppo", "--env-id", "CartPole-v1", "--logdir", str(logdir), "--num-train-steps", "256"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["resume", str(logdir), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

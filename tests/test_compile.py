@@ -58,3 +58,22 @@ def test_every_algorithm_compiles(alg, env_id, tmp_path, capsys, one_thread):
     logdir, err = compiled_run(tmp_path, capsys, alg, env_id, 1500)
     assert "Traceback" not in err
     assert len(evaluate(derl.load(logdir), num_episodes=1)) == 1
+
+
+def test_cuda_graph_outputs_are_copied_before_the_next_replay_reuses_them():
+    """With mode="reduce-overhead" (CUDA), a replay writes its outputs where the last one's
+    were; what the runner and the logger keep must be copies. Checked here on the copying
+    itself: nothing of a loss output aliases the graph's, and the loss still backpropagates."""
+    from derl.compile import owned
+    from derl.types import LossOutput
+
+    w = torch.ones(3, requires_grad=True)
+    out = LossOutput((w * 2).sum(), {"q": w.detach()[0], "lr": 0.1}, td_errors=w.detach() + 1)
+    mine = owned(out)
+    assert mine.loss.data_ptr() != out.loss.data_ptr()
+    assert mine.metrics["q"].data_ptr() != out.metrics["q"].data_ptr()
+    assert mine.td_errors.data_ptr() != out.td_errors.data_ptr() and mine.metrics["lr"] == 0.1
+    mine.loss.backward()
+    assert torch.equal(w.grad, torch.full((3,), 2.0))
+    acted = {"actions": torch.zeros(2), "values": torch.ones(2)}
+    assert all(owned(acted)[k].data_ptr() != v.data_ptr() for k, v in acted.items())

@@ -156,6 +156,12 @@ class Config:
         "run the update through torch.compile, and acting too on CUDA (CUDA graphs there); "
         "the compile time is printed once",
     )
+    deterministic: bool = hp(
+        True,
+        "on CUDA, deterministic kernels (cuDNN, cuBLAS, scatters), as CleanRL's "
+        "--torch-deterministic: a seed repeats and a resumed run continues bit for bit, a little "
+        "slower; CPU runs are deterministic either way",
+    )
     normalize: bool = hp(False, "running observation and reward normalisation")
     gamma: float = hp(0.99, "discount factor", at_least=0, at_most=1)
     checkpoint_every: int = hp(

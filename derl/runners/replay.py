@@ -419,7 +419,10 @@ class ExperienceReplay(RunnerWrapper):
         size = self.batch_size
         data = self.storage.sample(count * size, self.beta if self.alpha > 0 else None)
         indices = data.pop("indices")
-        data = {k: v.to(self.device, non_blocking=True) for k, v in data.items()}
+        # Asynchronous only towards a GPU: a GPU -> CPU copy (a replay on the GPU feeding a CPU
+        # learner) that does not block returns before the data has arrived.
+        non_blocking = self.device.type == "cuda"
+        data = {k: v.to(self.device, non_blocking=non_blocking) for k, v in data.items()}
         for i in range(count):
             self.last_indices = indices[i * size : (i + 1) * size]
             yield Batch(**{k: v[i * size : (i + 1) * size] for k, v in data.items()})
