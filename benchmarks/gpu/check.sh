@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run THERE, on the lent GPU machine, in one call (about 6 minutes), after benchmarks/gpu/wheels.sh
+# here:   run(command="bash benchmarks/gpu/check.sh", carry=[".gpu"], timeout_s=540)
+# It installs the env wheels beside the image's CUDA torch, then writes to $OUT:
+#   env.txt          GPU, driver, torch and package versions
+#   gpu-tests.log    python -m pytest -m gpu: a smoke test per algorithm, exact resume on CUDA,
+#                    --compile with CUDA graphs, a CPU learner with a GPU replay
+#   bench.log        derl against Stable-Baselines3 on the GPU, same hyperparameters, side by
+#                    side in one run: PPO Breakout (8 envs), SAC HalfCheetah-v5, DQN Breakout
+# Each step has its own time limit, so one that hangs does not take the others' time.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 MUJOCO_GL=egl PYTHONPATH="/tmp/derl-site:$PWD"
+python3 -m pip install --quiet --no-index --no-deps --target /tmp/derl-site .gpu/wheels/*.whl
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+    python3 -c "import torch, gymnasium, ale_py, mujoco, stable_baselines3 as sb3; \
+print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name()); \
+print('gymnasium', gymnasium.__version__, 'ale_py', ale_py.__version__, 'mujoco', \
+mujoco.__version__, 'sb3', sb3.__version__)"
+    nproc
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+timeout 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py 2>&1 \
+    | tee "$OUT/gpu-tests.log" | tail -15
+B="timeout 100 python3"
+{
+    $B benchmarks/bench_ppo.py --device cuda --runs ppo-breakout --variants sync compile --threads 4
+    $B benchmarks/bench_offpolicy.py --device cuda --runs sac-halfcheetah --variants sync compile \
+        --threads 4
+    $B benchmarks/bench_offpolicy.py --device cuda --runs dqn-breakout --variants sync --threads 4
+} 2>&1 | tee "$OUT/bench.log" | grep -v "^ *[0-9]*%" | tail -40
