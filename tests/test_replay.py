@@ -186,6 +186,29 @@ def test_buffer_device_auto_keeps_the_buffer_with_a_cpu_learner():
     assert ReplayStorage(space, actions, 1, 100, device="auto").device.type == "cpu"
 
 
+def test_the_torch_write_path_of_a_gpu_buffer_stores_what_the_numpy_path_does():
+    """A GPU buffer writes with torch indexing (a CPU one through numpy views): the same code,
+    run here on the CPU, gives the same rows, flags and samples."""
+    env = vector(  # truncations in env 0, terminations in env 1
+        [
+            lambda: FrameStackObservation(TimeLimit(Frames(), 4), 4),
+            lambda: FrameStackObservation(Frames(), 4),
+        ]
+    )
+    space, actions = env.single_observation_space, env.single_action_space
+    numpy_path = ReplayStorage(space, actions, 2, 40, nstep=3, seed=1)
+    torch_path = ReplayStorage(space, actions, 2, 40, nstep=3, seed=1)
+    torch_path.host = None  # as on a GPU
+    for rollout in EnvRunner(env, FirstAction(), num_steps=7, num_train_steps=140):
+        numpy_path.add_rollout(rollout)
+        torch_path.add_rollout(rollout)
+    for name, column in numpy_path.columns.items():
+        assert torch.equal(column, torch_path.columns[name]), name
+    a, b = numpy_path.sample(32), torch_path.sample(32)
+    for key in a:
+        assert np.array_equal(np.asarray(a[key]), np.asarray(b[key])), key
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_gpu_buffer_holds_and_samples_what_a_cpu_buffer_does():
     env = vector([lambda: FrameStackObservation(Frames(), 4)] * 2)

@@ -66,6 +66,14 @@ def replay_device(choice: str, train_device: torch.device, nbytes: int) -> torch
     return device
 
 
+def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A small numpy array (indices, flags) on `device`. To a GPU through pinned memory without
+    blocking: a copy from pageable memory would wait for all the work queued on the device.
+    torch's pinned-memory cache keeps the block until the copy is done."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+
+
 class ReplayStorage:
     """Transitions of `num_envs` envs, `capacity` in all; sampled by priority, n-step returns."""
 
@@ -213,12 +221,14 @@ class ReplayStorage:
         columns = self.host if self.host is not None else self.columns
 
         def dev(a):
-            return a if self.host is not None else torch.as_tensor(a, device=self.device)
+            return a if self.host is not None else to_device(a, self.device)
 
         shape = (length, *next_frames.shape[1:])
         new: Any = np.empty(shape, next_frames.dtype) if self.host else next_frames.new_empty(shape)
         new[dev(nxt)] = next_frames
-        new[dev(resets)] = frames[1:][dev(ends)]
+        # Integer positions, not a boolean mask: a mask's size is only known once the GPU has
+        # counted it, which would wait for the device.
+        new[dev(resets)] = frames[1:][dev(np.flatnonzero(ends))]
         first = np.zeros(length, bool)
         first[resets] = True
         if start:
