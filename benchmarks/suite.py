@@ -607,6 +607,7 @@ class Suite:
         row = self.make_row(run, json.loads(out.strip().splitlines()[-1]))
         with self.csv_lock:
             append_row(self.spec.csv, row)
+        save_curve(self.spec, run)
         best = f", best {row['best_mean']}" if row["best_mean"] else ""
         self.say(f"done     {run.name}: final {row['final_mean']} ± {row['final_std']}{best}")
         return "evaluated"
@@ -724,7 +725,12 @@ HEADER = (
 
 
 def markdown(
-    spec: Spec, runs: list[Run], rows: list[dict], images: dict[str, Path], tag: str
+    spec: Spec,
+    runs: list[Run],
+    rows: list[dict],
+    images: dict[str, Path],
+    tag: str,
+    kept: list[str] = (),  # type: ignore[assignment]
 ) -> str:
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
@@ -755,6 +761,14 @@ def markdown(
     if images:
         caption = f"`{tag}` against env steps; seeds as a mean and a band of one std (derl plot)."
         lines += ["", "## Learning curves", "", caption, ""]
+        if kept:
+            lines += [
+                f"Not redrawn ({', '.join(kept)}): a finished run of theirs has neither a logdir "
+                f"in this checkout nor a curve in `{rel(spec.csv.parent / CURVES)}` (it finished "
+                "before the suite kept curves), so these PNGs are an earlier report's and lack "
+                "the runs finished since.",
+                "",
+            ]
         lines += [f"![{env_id}]({path.name})" for env_id, path in images.items()]
     lines += ["", "## Sources", ""]
     envs = dict.fromkeys(run.env_id for run in runs)
@@ -788,26 +802,63 @@ def rel(path: Path) -> str:
         return str(path)
 
 
+CURVES = "curves"  # beside the CSV: each evaluated run's episode returns (derl.plot reads them)
+
+
+def curve_dir(spec: Spec, run: Run) -> Path:
+    return spec.csv.parent / CURVES / dirname(run.env_id) / f"{run.alg}-seed{run.seed}"
+
+
+def save_curve(spec: Spec, run: Run, tag: str = "episode/return") -> None:
+    """Keeps the run's learning curve beside the CSV: the logdirs (event files, checkpoints)
+    are not committed, so a report on another checkout draws from these."""
+    from derl.plot import export_scalars
+
+    try:
+        export_scalars(run.logdir, curve_dir(spec, run), tag)
+    except UsageError as exc:  # the row stands; its curve is missing from later reports
+        print(f"suite: cannot keep the curve of {run.name}: {exc}", file=sys.stderr)
+
+
 def report(spec: Spec, runs: list[Run], out: Path, tag: str) -> list[Path]:
-    """One learning-curve PNG per env (derl.plot: seeds as mean and band) and README.md."""
+    """One learning-curve PNG per env (derl.plot: seeds as mean and band) and README.md.
+
+    A run's curve comes from its logdir, or where this checkout has none, from the curve the
+    suite kept beside the CSV. An env with a finished run whose curve is in neither keeps the
+    PNG it has (drawing it again would drop that run's curve), and the README says so."""
     from derl.plot import plot
 
     # A resumed run's events after its checkpoint were purged on purpose: no warning for that.
     logging.getLogger("tensorboard").setLevel(logging.ERROR)
     out.mkdir(parents=True, exist_ok=True)
+    rows = read_rows(spec.csv)
     images: dict[str, Path] = {}
+    kept: list[str] = []
     for env_id in dict.fromkeys(run.env_id for run in runs):
-        started = [
-            r.logdir for r in runs if r.env_id == env_id and (r.logdir / "config.json").exists()
-        ]
-        if not started:
+        sources, lost = [], False
+        for run in (r for r in runs if r.env_id == env_id):
+            done = any(run.matches(row) for row in rows)
+            if (run.logdir / "config.json").exists():
+                if done and tag == "episode/return":
+                    save_curve(spec, run)  # e.g. runs evaluated before curves were kept
+                sources.append(run.logdir)
+            elif (curve_dir(spec, run) / "config.json").exists():
+                sources.append(curve_dir(spec, run))
+            elif done:
+                lost = True
+        png = out / f"{dirname(env_id)}.png"
+        if lost and png.exists():
+            images[env_id] = png
+            kept.append(env_id)
+            continue
+        if not sources:
             continue
         try:
-            images[env_id] = plot(started, out / f"{dirname(env_id)}.png", tag)
+            images[env_id] = plot(sources, png, tag)
         except UsageError:  # nothing logged yet: the table says how far the runs got
             continue
     table = out / "README.md"
-    table.write_text(markdown(spec, runs, read_rows(spec.csv), images, tag))
+    table.write_text(markdown(spec, runs, rows, images, tag, kept))
     return [*images.values(), table]
 
 

@@ -50,7 +50,30 @@ def read_config(run: Path) -> dict:
     return config
 
 
+def scalars_csv(run: Path, tag: str) -> Path:
+    """Where `export_scalars` keeps a tag's points: episode/return -> episode-return.csv."""
+    return run / f"{tag.replace('/', '-')}.csv"
+
+
+def export_scalars(logdir: Path, out: Path, tag: str = "episode/return") -> Path:
+    """A run's `tag` as a small directory that `plot` reads like the run itself: its
+    config.json and the points as CSV (step,value). Event files are large and binary; this
+    is what a results repository can keep of a run."""
+    steps, values = read_scalars(logdir, tag)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(read_config(logdir), indent=1) + "\n")
+    lines = ["step,value", *(f"{s},{v:.6g}" for s, v in zip(steps, values, strict=True))]
+    with replacing(scalars_csv(out, tag)) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def read_scalars(logdir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """`tag`'s points (steps, values) from a run's events, or from `export_scalars`' CSV in a
+    directory without event files."""
+    if not any(logdir.glob("events.out.tfevents.*")) and scalars_csv(logdir, tag).exists():
+        data = np.loadtxt(scalars_csv(logdir, tag), delimiter=",", skiprows=1, ndmin=2)
+        return data[:, 0].astype(np.int64), data[:, 1]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})  # 0: keep every point

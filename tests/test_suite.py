@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ pytest.importorskip("tomllib")  # the suite reads its specs with Python 3.11's t
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import suite  # noqa: E402
+
+from derl import plot  # noqa: E402
 
 # Small enough for seconds, with a checkpoint early and training left after it to kill.
 TINY_STEPS = 4096
@@ -245,6 +248,33 @@ def test_report_writes_a_png_per_env_and_a_table_with_unfinished_runs(finished, 
     assert f"| {solved}/2 |" in table
     assert "- ppo CartPole-v1 seed 2: not started" in table
     assert "![CartPole-v1](CartPole-v1.png)" in table
+
+
+def test_a_report_on_a_checkout_without_the_logdirs_draws_the_kept_curves(finished, tmp_path):
+    """The logdirs are not committed: a fresh clone has the CSV and the curves the suite kept
+    beside it, and draws from those; a finished run with no curve anywhere keeps the PNG."""
+    folder, spec, killed, output = finished
+    curves = folder / "curves" / "CartPole-v1"
+    assert sorted(p.name for p in curves.iterdir()) == ["ppo-seed0", "ppo-seed1"]
+    kept = (curves / "ppo-seed0" / "episode-return.csv").read_text().splitlines()
+    assert kept[0] == "step,value" and len(kept) > 5
+    steps, values = plot.read_scalars(
+        folder / "runs" / "CartPole-v1" / "ppo-seed0", "episode/return"
+    )
+    assert [f"{s},{v:.6g}" for s, v in zip(steps, values, strict=True)] == kept[1:]
+    clone = tmp_path / "clone"
+    shutil.copytree(folder, clone, ignore=shutil.ignore_patterns("runs"))
+    moved = clone / spec.name
+    moved.write_text(spec.read_text().replace(str(folder), str(clone)))
+    out = clone / "report"
+    assert suite.main(["report", str(moved), "--out", str(out)]) == 0
+    assert (out / "CartPole-v1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Not redrawn" not in (out / "README.md").read_text()
+    shutil.rmtree(clone / "curves" / "CartPole-v1" / "ppo-seed1")  # a run from before curves
+    (out / "CartPole-v1.png").write_bytes(b"earlier")
+    assert suite.main(["report", str(moved), "--out", str(out)]) == 0
+    assert (out / "CartPole-v1.png").read_bytes() == b"earlier"
+    assert "Not redrawn (CartPole-v1)" in (out / "README.md").read_text()
 
 
 @pytest.mark.slow
