@@ -730,7 +730,7 @@ def markdown(
     rows: list[dict],
     images: dict[str, Path],
     tag: str,
-    kept: list[str] = (),  # type: ignore[assignment]
+    kept: dict[str, list[Run]] | None = None,
 ) -> str:
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
@@ -763,12 +763,19 @@ def markdown(
         lines += ["", "## Learning curves", "", caption, ""]
         if kept:
             lines += [
-                f"Not redrawn ({', '.join(kept)}): a finished run of theirs has neither a logdir "
-                f"in this checkout nor a curve in `{rel(spec.csv.parent / CURVES)}` (it finished "
-                "before the suite kept curves), so these PNGs are an earlier report's and lack "
-                "the runs finished since.",
+                f"Kept as an earlier report drew them: {', '.join(kept)}. Some of their finished "
+                "runs have neither a logdir in this checkout nor a curve in "
+                f"`{rel(spec.csv.parent / CURVES)}` (they finished before the suite kept "
+                "curves), and drawing these envs again would drop them.",
                 "",
             ]
+            since = [f"{r.alg} {r.env_id} seed {r.seed}" for group in kept.values() for r in group]
+            if since:
+                lines += [
+                    "Runs that finished later, with a curve kept but not in these PNGs: "
+                    f"{', '.join(since)}.",
+                    "",
+                ]
         lines += [f"![{env_id}]({path.name})" for env_id, path in images.items()]
     lines += ["", "## Sources", ""]
     envs = dict.fromkeys(run.env_id for run in runs)
@@ -833,23 +840,27 @@ def report(spec: Spec, runs: list[Run], out: Path, tag: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     rows = read_rows(spec.csv)
     images: dict[str, Path] = {}
-    kept: list[str] = []
+    kept: dict[str, list[Run]] = {}  # env -> its finished runs that the kept PNG may lack
     for env_id in dict.fromkeys(run.env_id for run in runs):
-        sources, lost = [], False
+        sources, lost, newer = [], False, []
         for run in (r for r in runs if r.env_id == env_id):
             done = any(run.matches(row) for row in rows)
             if (run.logdir / "config.json").exists():
                 if done and tag == "episode/return":
                     save_curve(spec, run)  # e.g. runs evaluated before curves were kept
-                sources.append(run.logdir)
+                source: Path | None = run.logdir
             elif (curve_dir(spec, run) / "config.json").exists():
-                sources.append(curve_dir(spec, run))
-            elif done:
-                lost = True
+                source = curve_dir(spec, run)
+            else:
+                source = None
+            if source is not None:
+                sources.append(source)
+                newer += [run] if done else []
+            lost = lost or (done and source is None)
         png = out / f"{dirname(env_id)}.png"
         if lost and png.exists():
             images[env_id] = png
-            kept.append(env_id)
+            kept[env_id] = newer
             continue
         if not sources:
             continue
@@ -859,7 +870,7 @@ def report(spec: Spec, runs: list[Run], out: Path, tag: str) -> list[Path]:
             continue
     table = out / "README.md"
     table.write_text(markdown(spec, runs, rows, images, tag, kept))
-    return [*images.values(), table]
+    return [*(path for env_id, path in images.items() if env_id not in kept), table]
 
 
 # ---------------------------------------------------------------------------------------------

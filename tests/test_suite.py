@@ -269,12 +269,14 @@ def test_a_report_on_a_checkout_without_the_logdirs_draws_the_kept_curves(finish
     out = clone / "report"
     assert suite.main(["report", str(moved), "--out", str(out)]) == 0
     assert (out / "CartPole-v1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Not redrawn" not in (out / "README.md").read_text()
+    assert "Kept as an earlier report" not in (out / "README.md").read_text()
     shutil.rmtree(clone / "curves" / "CartPole-v1" / "ppo-seed1")  # a run from before curves
     (out / "CartPole-v1.png").write_bytes(b"earlier")
     assert suite.main(["report", str(moved), "--out", str(out)]) == 0
     assert (out / "CartPole-v1.png").read_bytes() == b"earlier"
-    assert "Not redrawn (CartPole-v1)" in (out / "README.md").read_text()
+    table = (out / "README.md").read_text()
+    assert "Kept as an earlier report drew them: CartPole-v1." in table
+    assert "with a curve kept but not in these PNGs: ppo CartPole-v1 seed 0." in table
 
 
 @pytest.mark.slow
