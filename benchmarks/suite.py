@@ -128,6 +128,7 @@ _MUJOCO_CLEANRL = "v4, 3 seeds, training return"
 _MUJOCO_ZOO = "v3, 1 run, deterministic eval"
 _ATARI_CLEANRL = "3 seeds, training return"
 _TD3_PAPER = "-v1, 10 seeds, max over training of the deterministic eval"
+_CLASSIC_ZOO = "1 run, deterministic eval"
 ANCHORS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("ppo", "HalfCheetah-v5"): [
         (_CLEANRL, "1442.6 ± 46.0", _MUJOCO_CLEANRL),
@@ -190,6 +191,38 @@ ANCHORS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("dqn", "QbertNoFrameskip-v4"): [(_ZOO, "9497", "1 run, vanilla DQN")],
     ("dqn", "SeaquestNoFrameskip-v4"): [(_ZOO, "2000", "1 run, vanilla DQN")],
     ("dqn", "SpaceInvadersNoFrameskip-v4"): [(_ZOO, "623", "1 run, vanilla DQN")],
+    # Classic control: rl-baselines3-zoo benchmark.md as stored at DLR-RM/rl-baselines3-zoo @
+    # 0088472b8cb622732bdbc4aa3d0d0abde86c67ed (read 2026-12-04): 1 run per row, deterministic
+    # eval over ~150k steps, at the zoo's budget for the env (its ids: LunarLander*-v2).
+    **{
+        (alg, env_id): [(_ZOO, value, _CLASSIC_ZOO)]
+        for (alg, env_id), value in {
+            ("ppo", "CartPole-v1"): "500.0 ± 0.0",
+            ("ppo", "Acrobot-v1"): "-73.5 ± 18.2",
+            ("ppo", "MountainCar-v0"): "-110.4 ± 19.5",
+            ("ppo", "LunarLander-v3"): "242.1 ± 31.8",
+            ("ppo", "Pendulum-v1"): "-172.2 ± 104.2",
+            ("ppo", "MountainCarContinuous-v0"): "88.3 ± 2.6",
+            ("ppo", "LunarLanderContinuous-v3"): "270.9 ± 32.1",
+            ("a2c", "CartPole-v1"): "500.0 ± 0.0",
+            ("a2c", "Acrobot-v1"): "-83.4 ± 17.2",
+            ("a2c", "MountainCar-v0"): "-111.3 ± 24.1",
+            ("a2c", "LunarLander-v3"): "155.8 ± 80.4",
+            ("a2c", "Pendulum-v1"): "-163.0 ± 103.2",
+            ("a2c", "MountainCarContinuous-v0"): "91.2 ± 0.3",
+            ("a2c", "LunarLanderContinuous-v3"): "84.2 ± 145.9",
+            ("dqn", "CartPole-v1"): "500.0 ± 0.0",
+            ("dqn", "Acrobot-v1"): "-76.6 ± 11.8",
+            ("dqn", "MountainCar-v0"): "-100.8 ± 9.9",
+            ("dqn", "LunarLander-v3"): "154.4 ± 79.2",
+            ("sac", "Pendulum-v1"): "-157.0 ± 88.7",
+            ("sac", "MountainCarContinuous-v0"): "94.7 ± 1.1",
+            ("sac", "LunarLanderContinuous-v3"): "260.4 ± 65.5",
+            ("td3", "Pendulum-v1"): "-151.9 ± 90.2",
+            ("td3", "MountainCarContinuous-v0"): "93.5 ± 0.1",
+            ("td3", "LunarLanderContinuous-v3"): "207.5 ± 67.6",
+        }.items()
+    },
     ("rainbow", "PongNoFrameskip-v4"): [(_TIANSHOU, "21", "1 run, best")],
     ("rainbow", "BreakoutNoFrameskip-v4"): [(_TIANSHOU, "684.6", "1 run, best")],
     ("rainbow", "QbertNoFrameskip-v4"): [(_TIANSHOU, "16193", "1 run, best")],
