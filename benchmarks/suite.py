@@ -142,6 +142,9 @@ ANCHORS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
         (_CLEANRL, "2288.0 ± 571.8", _MUJOCO_CLEANRL),
         (_ZOO, "3479 ± 822", _MUJOCO_ZOO + ", tuned HPs"),
     ],
+    # Ant: rl-baselines3-zoo benchmark.md @ 0088472b (read 2026-12-04); CleanRL's tables in
+    # anchors.md have no Ant row.
+    ("ppo", "Ant-v5"): [(_ZOO, "1327 ± 452", _MUJOCO_ZOO + ", tuned HPs")],
     ("sac", "HalfCheetah-v5"): [
         (_CLEANRL, "9634.9 ± 1423.7", _MUJOCO_CLEANRL),
         (_ZOO, "9535 ± 100", _MUJOCO_ZOO),
