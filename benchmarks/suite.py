@@ -56,6 +56,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -537,13 +538,27 @@ class Suite:
         self.spec, self.jobs = spec, jobs
         self.csv_lock, self.print_lock = threading.Lock(), threading.Lock()
         self.stopping = threading.Event()  # Ctrl-C: start no further process
+        self.children: list[subprocess.Popen] = []
 
     def say(self, message: str) -> None:
         with self.print_lock:
             print(message, flush=True)
 
+    def terminate(self, signum: int, frame: object) -> None:
+        """SIGTERM (a scheduler, `timeout`, `kill PID`) stops the suite as Ctrl-C does: one
+        SIGINT to each run, which writes a checkpoint and stops. Ctrl-C reaches the runs from
+        the terminal itself (they share the suite's process group); SIGTERM reaches only the
+        suite, which would otherwise wait for whole runs to end."""
+        self.stopping.set()
+        self.say("suite: terminated; the runs write their checkpoints and stop")
+        for proc in list(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+
     def run_all(self, runs: list[Run]) -> int:
         outcomes: dict[str, list[str]] = {}
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.terminate)
         pool = ThreadPoolExecutor(max_workers=self.jobs)
         futures = {pool.submit(self.run_one, run): run for run in runs}
         try:
@@ -594,7 +609,11 @@ class Suite:
         newline = "\n" if log_path.exists() and not log_path.read_bytes().endswith(b"\n") else ""
         with open(log_path, "a") as log:
             log.write(f"{newline}== suite {datetime.now():%Y-%m-%d %H:%M:%S}: {shlex.join(cmd)}\n")
-        return subprocess.Popen(cmd, cwd=REPO, env=child_env(), pass_fds=(lock,), **kw)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), pass_fds=(lock,), **kw)
+        self.children.append(proc)
+        if self.stopping.is_set():  # SIGTERM came while it started
+            proc.send_signal(signal.SIGINT)
+        return proc
 
     def train(self, run: Run, lock: int, resume: bool) -> str:
         """One sitting of derl, timed; 'trained' when it reached its budget."""

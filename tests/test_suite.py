@@ -233,6 +233,29 @@ def test_a_finished_suite_runs_nothing_again(finished, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "2 done of 2 runs"
 
 
+def test_sigterm_to_the_suite_alone_stops_its_runs_at_a_checkpoint(tmp_path):
+    """`kill PID` (or a scheduler's SIGTERM) reaches the suite but not its runs: it passes them
+    one SIGINT each, so they write a checkpoint and stop, and the suite exits 130 at once
+    instead of waiting for whole runs."""
+    spec = tmp_path / "long.toml"
+    spec.write_text(
+        TINY.format(root=tmp_path / "runs", csv=tmp_path / "results.csv", seeds=[0]).replace(
+            f"steps = {TINY_STEPS}", "steps = 2000000"
+        )
+    )
+    cmd = [sys.executable, str(BENCHMARKS / "suite.py"), "run", str(spec)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for_a_checkpoint(tmp_path / "runs", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "terminated" in out and not (tmp_path / "results.csv").exists()
+    logdir = tmp_path / "runs" / "CartPole-v1" / "ppo-seed0"
+    assert "derl resume" in (logdir / "suite.log").read_text()  # derl's Ctrl-C line
+    wait_for_the_locks(tmp_path / "runs")
+    assert suite.newest_step(logdir) < 2_000_000
+
+
 def test_report_writes_a_png_per_env_and_a_table_with_unfinished_runs(finished, tmp_path):
     folder, spec, killed, output = finished
     # The same runs and CSV, one seed more that never started: the report says so.
