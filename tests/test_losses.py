@@ -80,7 +80,7 @@ def test_a2c_loss(policy_and_batch):
     dist, values = policy(batch.obs)
     expected = (
         -(dist.log_prob(batch.actions) * batch.advantages).mean()
-        + 0.25 * (values - batch.value_targets).pow(2).mean()
+        + 0.25 * 0.5 * (values - batch.value_targets).pow(2).mean()  # halved, as PPO's
         - 0.1 * dist.entropy().mean()
     )
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -8,10 +8,14 @@ from derl.types import Batch, LossOutput
 
 
 class A2CLoss(AlgLoss):
-    """-log pi(a|s) * A  +  c_v * (V(s) - R)^2  -  c_e * H[pi(.|s)]."""
+    """-log pi(a|s) * A  +  c_v * (V(s) - R)^2 / 2  -  c_e * H[pi(.|s)].
+
+    The squared error is halved as in PPOLoss, so `value_loss_coef` means the same in both:
+    1.0 is baselines' and SB3's vf_coef of 0.5 on the plain mean squared error.
+    """
 
     def __init__(
-        self, policy: ActorCriticPolicy, value_loss_coef: float = 0.5, entropy_coef: float = 0.01
+        self, policy: ActorCriticPolicy, value_loss_coef: float = 1.0, entropy_coef: float = 0.01
     ):
         self.policy, self.value_loss_coef, self.entropy_coef = policy, value_loss_coef, entropy_coef
 
@@ -21,7 +25,7 @@ class A2CLoss(AlgLoss):
         )
         dist, values = self.policy(batch.obs)
         policy_loss = -(dist.log_prob(actions) * advantages).mean()
-        value_loss = (values - value_targets).pow(2).mean()
+        value_loss = 0.5 * (values - value_targets).pow(2).mean()
         entropy = dist.entropy().mean()
         loss = policy_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
         return LossOutput(

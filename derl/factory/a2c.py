@@ -28,6 +28,8 @@ class A2CConfig(ActorCriticConfig):
     # The actor-critic fields (ActorCriticConfig) with the A2C paper's / baselines' defaults:
     num_runner_steps: int = 5
     gae_lambda: float = 1.0
+    # A2CLoss halves the squared error: 1.0 is baselines' and SB3's vf_coef 0.5.
+    value_loss_coef: float = 1.0
     normalize_advantages: bool = False
     lr: float = 7e-4
 
@@ -48,7 +50,7 @@ PRESETS: dict[str, dict] = {
         num_train_steps=1_000_000,
         num_runner_steps=8,
         gae_lambda=0.9,
-        value_loss_coef=0.4,
+        value_loss_coef=0.8,  # the zoo's vf_coef 0.4
         entropy_coef=0.0,
         lr=9.6e-4,
         normalize=True,
