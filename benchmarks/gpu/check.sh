@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run THERE, on the lent GPU machine, in one call (about 6 minutes), after benchmarks/gpu/wheels.sh
-# here:   run(command="bash benchmarks/gpu/check.sh", carry=[".gpu"], timeout_s=540)
+# Run THERE, on the lent GPU machine, in one call (at most about 9 minutes), after
+# benchmarks/gpu/wheels.sh here:
+#   run(command="bash benchmarks/gpu/check.sh", carry=[".gpu"], timeout_s=590)
 # It installs the env wheels beside the image's CUDA torch, then writes to $OUT:
 #   env.txt          GPU, driver, torch and package versions
 #   gpu-tests.log    python -m pytest -m gpu: a smoke test per algorithm, exact resume on CUDA,
@@ -23,12 +24,13 @@ mujoco.__version__, 'sb3', sb3.__version__)"
     nproc
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-timeout 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py 2>&1 \
+timeout 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py 2>&1 \
     | tee "$OUT/gpu-tests.log" | tail -15
-B="timeout 100 python3"
 {
-    $B benchmarks/bench_ppo.py --device cuda --runs ppo-breakout --variants sync compile --threads 4
-    $B benchmarks/bench_offpolicy.py --device cuda --runs sac-halfcheetah --variants sync compile \
-        --threads 4
-    $B benchmarks/bench_offpolicy.py --device cuda --runs dqn-breakout --variants sync --threads 4
+    timeout 120 python3 benchmarks/bench_ppo.py --device cuda --runs ppo-breakout \
+        --variants sync compile --threads 4
+    timeout 120 python3 benchmarks/bench_offpolicy.py --device cuda --runs sac-halfcheetah \
+        --variants sync compile --threads 4
+    timeout 80 python3 benchmarks/bench_offpolicy.py --device cuda --runs dqn-breakout \
+        --variants sync --threads 4
 } 2>&1 | tee "$OUT/bench.log" | grep -v "^ *[0-9]*%" | tail -40
