@@ -206,8 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if os.getloadavg()[0] > 0.5:
         print(f"note: 1-min load average {os.getloadavg()[0]:.1f} at start: timings may suffer")
-    print("| run | env | library | env steps | wall s | steps/s | derl/SB3 |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    rows = []
     for run in args.runs:
         alg, env_id, overrides = RUNS[run]
         spec = (alg, env_id, {**overrides, "device": args.device})
@@ -215,14 +214,22 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeats):
             runs = [(f"derl {v}", run_derl, (v,)) for v in args.variants]
             for lib, fn, extra in [*runs, ("sb3", run_sb3, ())]:
-                steps, seconds = isolated(fn, *spec, *extra, threads=args.threads)
+                try:  # one row that dies (seen: --compile on a new torch) keeps the others
+                    steps, seconds = isolated(fn, *spec, *extra, threads=args.threads)
+                except RuntimeError as exc:
+                    print(f"{run} {lib}: FAILED: {exc}", flush=True)
+                    continue
+                print(f"{run} {lib}: {steps} steps in {seconds:.1f} s", flush=True)
                 if lib not in best or steps / seconds > best[lib][0] / best[lib][1]:
                     best[lib] = (steps, seconds)
         sps = {lib: steps / seconds for lib, (steps, seconds) in best.items()}
         for lib, (steps, seconds) in best.items():
-            ratio = f"{sps[lib] / sps['sb3']:.2f}x" if lib != "sb3" else ""
+            ratio = f"{sps[lib] / sps['sb3']:.2f}x" if lib != "sb3" and "sb3" in sps else ""
             row = f"| {alg} | {env_id} | {lib} | {steps} | {seconds:.1f} | {sps[lib]:.0f} |"
-            print(f"{row} {ratio} |", flush=True)
+            rows.append(f"{row} {ratio} |")
+    print("\n| run | env | library | env steps | wall s | steps/s | derl/SB3 |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    print("\n".join(rows))
     import torch
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

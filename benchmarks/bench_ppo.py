@@ -219,17 +219,21 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeats):
             runs = [(f"derl {v}", run_derl, (v,)) for v in args.variants]
             for lib, run, extra in [*runs, ("sb3", run_sb3, ())]:
-                taken, seconds = isolated(
-                    run,
-                    alg,
-                    env_id,
-                    steps,
-                    args.seed,
-                    args.device,
-                    args.num_envs,
-                    *extra,
-                    threads=threads,
-                )
+                try:  # one row that dies (seen: --compile on a new torch) keeps the others
+                    taken, seconds = isolated(
+                        run,
+                        alg,
+                        env_id,
+                        steps,
+                        args.seed,
+                        args.device,
+                        args.num_envs,
+                        *extra,
+                        threads=threads,
+                    )
+                except RuntimeError as exc:
+                    print(f"{alg} {env_id:24s} {lib:20s} FAILED: {exc}", flush=True)
+                    continue
                 if lib not in results or seconds < results[lib][1]:
                     results[lib] = (taken, seconds, taken / seconds)
                 print(
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
         for lib, (taken, seconds, sps) in results.items():
-            ratio = sps / results["sb3"][2] if lib != "sb3" else None
+            ratio = sps / results["sb3"][2] if lib != "sb3" and "sb3" in results else None
             rows.append((f"{alg} {env_id}", lib, taken, seconds, sps, ratio))
 
     print("\n| run | library | env steps | wall s | steps/s | derl/SB3 |")

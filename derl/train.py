@@ -224,8 +224,9 @@ def join_group(config: Config, resuming: bool = False) -> tuple[Config, torch.de
     device = resolve_device(config.device)
     if distributed.launched():
         device = distributed.local_device(device)
-    if device.type == "cuda":  # made current: its RNG is the one checkpoints keep
-        torch.cuda.set_device(device)
+    if device.type == "cuda":
+        if device.index is not None:  # made current: its RNG is the one checkpoints keep
+            torch.cuda.set_device(device)  # (a bare "cuda" is the current one already)
         if config.deterministic:
             deterministic_cuda()
     if not distributed.launched():
