@@ -47,6 +47,7 @@ evaluation ('+dirty': tracked files outside results/ differed from the commit).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import fcntl
@@ -786,6 +787,7 @@ def markdown(
     images: dict[str, Path],
     tag: str,
     kept: dict[str, list[Run]] | None = None,
+    later: dict[str, Path] | None = None,
 ) -> str:
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
@@ -827,11 +829,17 @@ def markdown(
             since = [f"{r.alg} {r.env_id} seed {r.seed}" for group in kept.values() for r in group]
             if since:
                 lines += [
-                    "Runs that finished later, with a curve kept but not in these PNGs: "
-                    f"{', '.join(since)}.",
+                    "Runs that finished later, with a curve kept, which these PNGs may lack "
+                    "or show from an earlier run of the same row: "
+                    f"{', '.join(since)}. Each env's `-kept-curves.png` draws all of its runs "
+                    "that have a curve now.",
                     "",
                 ]
-        lines += [f"![{env_id}]({path.name})" for env_id, path in images.items()]
+        later = later or {}
+        for env_id, path in images.items():
+            lines.append(f"![{env_id}]({path.name})")
+            if env_id in later:
+                lines.append(f"![{env_id}, the runs with a curve now]({later[env_id].name})")
     lines += ["", "## Sources", ""]
     envs = dict.fromkeys(run.env_id for run in runs)
     lines += [
@@ -896,6 +904,7 @@ def report(spec: Spec, runs: list[Run], out: Path, tag: str) -> list[Path]:
     rows = read_rows(spec.csv)
     images: dict[str, Path] = {}
     kept: dict[str, list[Run]] = {}  # env -> its finished runs that the kept PNG may lack
+    later: dict[str, Path] = {}  # env -> a PNG of the runs of `kept` that have a curve
     for env_id in dict.fromkeys(run.env_id for run in runs):
         sources, lost, newer = [], False, []
         for run in (r for r in runs if r.env_id == env_id):
@@ -916,6 +925,9 @@ def report(spec: Spec, runs: list[Run], out: Path, tag: str) -> list[Path]:
         if lost and png.exists():
             images[env_id] = png
             kept[env_id] = newer
+            if newer:  # the runs that have a curve, drawn beside it (a rerun replaces its row)
+                with contextlib.suppress(UsageError):
+                    later[env_id] = plot(sources, out / f"{dirname(env_id)}-kept-curves.png", tag)
             continue
         if not sources:
             continue
@@ -924,8 +936,9 @@ def report(spec: Spec, runs: list[Run], out: Path, tag: str) -> list[Path]:
         except UsageError:  # nothing logged yet: the table says how far the runs got
             continue
     table = out / "README.md"
-    table.write_text(markdown(spec, runs, rows, images, tag, kept))
-    return [*(path for env_id, path in images.items() if env_id not in kept), table]
+    table.write_text(markdown(spec, runs, rows, images, tag, kept, later))
+    drawn = [path for env_id, path in images.items() if env_id not in kept]
+    return [*drawn, *later.values(), table]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -299,7 +299,10 @@ def test_a_report_on_a_checkout_without_the_logdirs_draws_the_kept_curves(finish
     assert (out / "CartPole-v1.png").read_bytes() == b"earlier"
     table = (out / "README.md").read_text()
     assert "Kept as an earlier report drew them: CartPole-v1." in table
-    assert "with a curve kept but not in these PNGs: ppo CartPole-v1 seed 0." in table
+    assert "which these PNGs may lack or show from an earlier run of the same row: ppo " in table
+    # the runs that have a curve now, drawn beside the kept PNG
+    assert (out / "CartPole-v1-kept-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](CartPole-v1-kept-curves.png)" in table
 
 
 @pytest.mark.slow
