@@ -19,6 +19,10 @@ batch): it is printed, and logged as `time/compile_s`. Off by default: on this p
 benchmarks it shortens PPO's and A2C's MLP updates but not a short run's wall time, and the
 compiled kernels round differently from eager ones (a compiled run is deterministic, but not
 bit-equal to an eager run of the same seed). See the README's benchmarks.
+
+Where torch's compiler fails on a part (on the one GPU tried so far, an H200 with torch 2.11,
+inductor failed on acting's graph; results/gpu/2026-12-04-h200), that part runs eagerly and
+stderr says so in one line: a compiler bug costs speed, not the run.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 
 import torch
 
+from derl.distributed import first_line
 from derl.policies import ActorCriticPolicy
 from derl.types import LossOutput
 
@@ -40,7 +45,7 @@ class Timed:
     def __init__(self, fn: Callable, name: str, report: Callable[[str, float], None], **kwargs):
         self.fn, self.name, self.report = torch.compile(fn, **kwargs), name, report
         self.eager = fn  # for NaN probes with forward hooks (derl.guard)
-        self.first = True
+        self.first, self.failed = True, False
         # CUDA graphs write every replay's outputs into the same memory, but the runner keeps
         # acting's outputs for a whole rollout and the logger keeps the loss's metrics until
         # it writes them: they get copies of their own.
@@ -48,14 +53,34 @@ class Timed:
         self.owned = kwargs.get("mode") == "reduce-overhead"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.first:
-            out = self.fn(*args, **kwargs)
-            return owned(out) if self.owned else out
+        if self.failed:
+            return self.eager(*args, **kwargs)
         start = time.perf_counter()
-        out = self.fn(*args, **kwargs)
-        self.first = False
-        self.report(self.name, time.perf_counter() - start)
+        try:
+            out = self.fn(*args, **kwargs)
+        except RuntimeError as exc:
+            if not compiler_error(exc):
+                raise
+            # A compiler bug must not end a run (met on an H200 with torch 2.11: inductor failed
+            # on acting's graph): say it once and go on eagerly, as the run would without it.
+            self.failed = True
+            cause = getattr(exc, "inner_exception", None) or exc  # the backend's own error
+            print(
+                f"derl: --compile failed for {self.name} ({type(cause).__name__}: "
+                f"{first_line(cause)}); it runs eagerly",
+                file=sys.stderr,
+            )
+            return self.eager(*args, **kwargs)
+        if self.first:
+            self.first = False
+            self.report(self.name, time.perf_counter() - start)
         return owned(out) if self.owned else out
+
+
+def compiler_error(exc: BaseException) -> bool:
+    from torch._dynamo.exc import TorchDynamoException  # loaded already where anything compiled
+
+    return isinstance(exc, TorchDynamoException)
 
 
 def owned(out: Any) -> Any:

@@ -25,6 +25,24 @@ def test_ppo_compiles_trains_and_reports_the_compile_time(tmp_path, capsys, one_
     assert len(evaluate(agent, num_episodes=2)) == 2
 
 
+def test_a_compiler_failure_runs_eagerly_with_one_line(tmp_path, capsys, monkeypatch, one_thread):
+    """A bug of torch's compiler (seen on CUDA with torch 2.11) does not end the run: the part
+    it failed on runs eagerly, and stderr says so once."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def broken_compile(fn, **kwargs):
+        def compiled(*args, **kw):
+            raise BackendCompilerFailed(None, RuntimeError("inductor lost a storage"), None)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    logdir, err = compiled_run(tmp_path, capsys, "ppo", "CartPole-v1", 1024)
+    assert err.count("derl: --compile failed for the loss") == 1
+    assert "(RuntimeError: inductor lost a storage); it runs eagerly" in err
+    assert derl.load(logdir).config.compile
+
+
 def test_compiled_loss_matches_the_eager_loss(one_thread):
     """Same parameters, same batch: the compiled loss and its gradients equal the eager ones
     up to float rounding (inductor fuses and reorders the arithmetic)."""
