@@ -71,37 +71,37 @@ class EpsilonGreedyPolicy(nn.Module):
         self.initial_eps, self.final_eps = initial_eps, final_eps
         self.exploration_steps = max(exploration_steps, 1)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        # `steps` as a Python int, which epsilon reads: reading the buffer on a GPU would wait
+        # for the device at every step. Loading a state reads the buffer once.
+        self.num_steps = 0
+        self.register_load_state_dict_post_hook(_reread_steps)
 
     @property
     def epsilon(self) -> float:
-        frac = min(self.steps.item() / self.exploration_steps, 1.0)
-        return self.initial_eps + (self.final_eps - self.initial_eps) * frac
-
-    def epsilon_tensor(self) -> Tensor:
-        """`epsilon` as a 0-d tensor where `steps` lives, computed without syncing a device."""
-        frac = (self.steps.double() / self.exploration_steps).clamp(max=1.0)
+        frac = min(self.num_steps / self.exploration_steps, 1.0)
         return self.initial_eps + (self.final_eps - self.initial_eps) * frac
 
     def act(self, obs: Tensor, deterministic: bool = False) -> dict[str, Tensor]:
+        """Training acts give actions on the CPU, on every device: the env takes them there, and
+        exploring steps need no network at all."""
         if deterministic:
             return {"actions": self.greedy(obs)}
         n = obs.shape[0]
-        if obs.device.type == "cpu":
-            # Drawn with numpy's global generator (seeded by seed_everything, saved in
-            # checkpoints): a numpy draw costs under a microsecond here and a torch op 2-5, and
-            # these draws are most of a 1-env DQN's acting while epsilon is high.
-            u = np.random.random_sample((2, n))
-            explore = u[0] < self.epsilon
-            # floor(u * A) of a float64 u in [0, 1) is uniform over the A actions
-            actions = torch.from_numpy((u[1] * self.num_actions).astype(np.int64))
-            self.steps.add_(n)  # in place: `+=` would go through Module.__setattr__ (~5 us)
-            if explore.all():  # the Q network's answer would go unused
-                return {"actions": actions}
-            return {"actions": torch.where(torch.from_numpy(explore), actions, self.greedy(obs))}
-        explore = torch.rand(n, device=obs.device) < self.epsilon_tensor()  # no device sync
-        actions = torch.randint(self.num_actions, (n,), device=obs.device)
-        self.steps.add_(n)
-        return {"actions": torch.where(explore, actions, self.greedy(obs))}
+        # Drawn with numpy's global generator (seeded by seed_everything, saved in checkpoints):
+        # a numpy draw costs under a microsecond here and a torch op 2-5, and these draws are
+        # most of a 1-env DQN's acting while epsilon is high.
+        u = np.random.random_sample((2, n))
+        explore = u[0] < self.epsilon
+        # floor(u * A) of a float64 u in [0, 1) is uniform over the A actions
+        actions = torch.from_numpy((u[1] * self.num_actions).astype(np.int64))
+        self.steps.add_(n)  # in place: `+=` would go through Module.__setattr__ (~5 us)
+        self.num_steps += n
+        if explore.all():
+            # The Q network's answer would go unused. On a GPU this skips a forward pass and a
+            # wait for the device: SB3 skips them likewise, and early in training (epsilon near
+            # 1) they were most of derl's GPU DQN step (0.55x SB3 on Breakout, 2026-12-04).
+            return {"actions": actions}
+        return {"actions": torch.where(torch.from_numpy(explore), actions, self.greedy(obs).cpu())}
 
     @torch.no_grad()
     def greedy(self, obs: Tensor) -> Tensor:
@@ -164,6 +164,10 @@ class BoxActor(nn.Module):
 
 def _not_warmed_up(actor: BoxActor, incompatible_keys) -> None:
     actor.warmed_up = False
+
+
+def _reread_steps(policy: EpsilonGreedyPolicy, incompatible_keys) -> None:
+    policy.num_steps = int(policy.steps)
 
 
 class SACPolicy(BoxActor):

@@ -122,6 +122,24 @@ def test_epsilon_greedy_explores_with_probability_epsilon_and_repeats_under_a_se
     assert int(policy.steps) == 40_000
 
 
+def test_exploring_steps_skip_the_q_network_and_epsilon_survives_a_reload():
+    """While every env explores, no forward pass (on a GPU it would also wait for the device);
+    epsilon reads a Python count of the steps, which loading a state reads back."""
+    net = make_q_network(OBS, 3, dueling=False, hidden=(8, 8))
+    policy = EpsilonGreedyPolicy(net, 3, initial_eps=1.0, final_eps=0.0, exploration_steps=100)
+    calls = []
+    net.register_forward_hook(lambda *args: calls.append(1))
+    np.random.seed(0)
+    out = policy.act(torch.zeros(4, 3))["actions"]
+    assert calls == [] and out.device.type == "cpu" and policy.epsilon == pytest.approx(0.96)
+    for _ in range(30):  # epsilon falls: the network answers some steps
+        policy.act(torch.zeros(4, 3))
+    assert calls and policy.epsilon == 0.0
+    fresh = EpsilonGreedyPolicy(net, 3, initial_eps=1.0, final_eps=0.0, exploration_steps=1000)
+    fresh.load_state_dict(policy.state_dict())
+    assert fresh.num_steps == 124 and fresh.epsilon == pytest.approx(0.876)
+
+
 def test_rainbow_resamples_noise_once_per_update(tmp_path):
     config = derl.make_config(
         "rainbow",

@@ -134,10 +134,7 @@ class DQN(Alg):
     def step(self, batch: Batch) -> dict:
         metrics = super().step(batch)
         policy = cast(EpsilonGreedyPolicy, self.runner.policy)
-        # On a GPU read as a tensor, so that logging it does not sync the device every update.
-        on_cpu = policy.steps.device.type == "cpu"
-        epsilon = policy.epsilon if on_cpu else policy.epsilon_tensor()
-        return {**metrics, "epsilon": epsilon, "per_beta": self.replay.beta}
+        return {**metrics, "epsilon": policy.epsilon, "per_beta": self.replay.beta}
 
     def state_dict(self) -> dict:
         return {
