@@ -3,10 +3,14 @@ env stepping, acting (the policy's forward), updates (loss, backward, optimizer)
 (replay writes and sampling, GAE, logging, checkpoints, setup).
 
     python benchmarks/profile_rows.py [--rows ppo-cartpole sac-halfcheetah ...] [--threads N]
+                                      [--device cuda]
 
 The rows and their settings are bench_ppo.py's and bench_offpolicy.py's (sync vectorization).
 The parts are cumulative times of these calls: the vector env's `step`, the policy's `act`,
 the algorithm's `step`; they do not overlap (acting and stepping happen between updates).
+On CUDA, kernels run asynchronously: a part's time is the host's, and the wait for the device
+lands in the call that synchronises (a `.item()`, a copy to the host), so read the split together
+with the device's utilisation.
 cProfile adds a cost per Python call, so the Python-heavy parts (env stepping of small envs)
 read somewhat larger than they are; the split is a guide, not a timing.
 """
@@ -33,20 +37,20 @@ PARTS = {  # part: (file suffix, function name) of the calls whose cumulative ti
 }
 
 
-def config_of(row: str, logdir: str):
+def config_of(row: str, logdir: str, device: str = "cpu"):
     if row in bench_ppo.RUNS:
         alg, env_id = bench_ppo.RUNS[row]
         steps = 50_000 if "cartpole" in row else 16_384
-        return bench_ppo.derl_config(alg, env_id, steps, 0, "cpu", logdir)
+        return bench_ppo.derl_config(alg, env_id, steps, 0, device, logdir)
     alg, env_id, overrides = bench_offpolicy.RUNS[row]
-    return bench_offpolicy.derl_config(alg, env_id, overrides, logdir)
+    return bench_offpolicy.derl_config(alg, env_id, {**overrides, "device": device}, logdir)
 
 
-def profile(row: str) -> dict[str, float]:
+def profile(row: str, device: str = "cpu") -> dict[str, float]:
     import derl
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = config_of(row, str(Path(tmp) / "run"))
+        config = config_of(row, str(Path(tmp) / "run"), device)
         profiler = cProfile.Profile()
         profiler.runcall(derl.train, config, progress=False)
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
@@ -67,12 +71,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", nargs="+", choices=rows, default=rows)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where derl trains")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"device {args.device}, torch threads {args.threads}, torch {torch.__version__}")
     print("| row | wall s (profiled) | env step | acting | update | rest |")
     print("|---|---:|---:|---:|---:|---:|")
     for row in args.rows:
-        p = profile(row)
+        p = profile(row, args.device)
         shares = " | ".join(f"{100 * p[k] / p['total s']:.0f}%" for k in [*PARTS, "rest"])
         print(f"| {row} | {p['total s']:.1f} | {shares} |", flush=True)
 

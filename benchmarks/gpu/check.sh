@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Run THERE, on the lent GPU machine, in one call (at most about 9 minutes), after
-# benchmarks/gpu/wheels.sh here:
-#   run(command="bash benchmarks/gpu/check.sh", carry=[".gpu"], timeout_s=590)
+# Run THERE, on the lent GPU machine, after benchmarks/gpu/wheels.sh here, in two calls that
+# each fit one 10-minute device call (a session has 15 minutes of device time in all; the second
+# call finds the machine warm):
+#   run(command="bash benchmarks/gpu/check.sh tests", carry=[".gpu"], timeout_s=300)
+#   run(command="bash benchmarks/gpu/check.sh bench", carry=[".gpu"], timeout_s=560)
+# (no argument: both, in one call of about 12 minutes, over a call's limit).
 # It installs the env wheels beside the image's CUDA torch, then writes to $OUT:
 #   env.txt          GPU, driver, torch and package versions
 #   gpu-tests.log    python -m pytest -m gpu: a smoke test per algorithm, exact resume on CUDA,
 #                    --compile with CUDA graphs, a CPU learner with a GPU replay
 #   bench.log        derl against Stable-Baselines3 on the GPU, same hyperparameters, side by
 #                    side in one run: PPO Breakout (8 envs), SAC HalfCheetah-v5, DQN Breakout
+#   profile.log      where derl's time goes on CUDA in the PPO and DQN Breakout rows (cProfile)
 # Each step has its own time limit, so one that hangs does not take the others' time.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,18 +29,23 @@ mujoco.__version__, 'sb3', sb3.__version__)"
     nproc
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+MODE=${1:-all}
 # The compile test last and alone: on 2026-12-04 (torch 2.11, H200) it failed and the tests after
 # it ran out of time; pytest-timeout (in the image) caps each test so one hang takes one slot.
 PYTEST="python3 -m pytest -m gpu -v -rfE --tb=short --timeout 60 -p no:cacheprovider tests/test_gpu.py"
-{
+[ "$MODE" = bench ] || {
     timeout 170 $PYTEST -k "not compile"
     timeout 60 $PYTEST -k compile
 } 2>&1 | tee "$OUT/gpu-tests.log" | grep -E "PASSED|FAILED|ERROR|passed|failed|Error" | tail -30
+[ "$MODE" = tests ] && exit 0
+# DQN first: its 0.55x of 2026-12-04 is the figure to re-measure after the exploration change.
 {
-    timeout 110 python3 benchmarks/bench_ppo.py --device cuda --runs ppo-breakout \
-        --variants sync async --threads 4
-    timeout 110 python3 benchmarks/bench_offpolicy.py --device cuda --runs sac-halfcheetah \
+    timeout 80 python3 benchmarks/bench_offpolicy.py --device cuda --runs dqn-breakout \
         --variants sync --threads 4
-    timeout 70 python3 benchmarks/bench_offpolicy.py --device cuda --runs dqn-breakout \
+    timeout 180 python3 benchmarks/bench_ppo.py --device cuda --runs ppo-breakout \
+        --variants sync async --threads 4
+    timeout 120 python3 benchmarks/bench_offpolicy.py --device cuda --runs sac-halfcheetah \
         --variants sync --threads 4
 } 2>&1 | tee "$OUT/bench.log" | grep -v "^ *[0-9]*%" | tail -40
+timeout 130 python3 benchmarks/profile_rows.py --device cuda --rows dqn-breakout ppo-breakout \
+    --threads 4 2>&1 | tee "$OUT/profile.log" | tail -8
