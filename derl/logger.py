@@ -201,14 +201,16 @@ class Logger:
 
 
 def _means(pending: dict[str, list]) -> dict[str, float]:
-    """The mean of each key's floats or 0-d tensors. The tensors' means are stacked and read
+    """The mean of each key's floats or 0-d tensors. The tensors of a device are stacked and read
     together: one device sync per flush, not one per key (SAC logs seven)."""
     means = {k: sum(v) / len(v) for k, v in pending.items() if not isinstance(v[0], torch.Tensor)}
-    by_device: dict[torch.device, dict[str, Tensor]] = {}
+    by_device: dict[torch.device, list[str]] = {}
     for key, values in pending.items():
         if isinstance(values[0], torch.Tensor):
-            mean = torch.stack([v.to(torch.float64) for v in values]).mean()
-            by_device.setdefault(mean.device, {})[key] = mean
-    for tensors in by_device.values():
-        means.update(zip(tensors, torch.stack(list(tensors.values())).tolist(), strict=True))
+            by_device.setdefault(values[0].device, []).append(key)
+    for keys in by_device.values():
+        flat = torch.stack([v.to(torch.float64) for k in keys for v in pending[k]]).tolist()
+        for key in keys:
+            count = len(pending[key])
+            means[key], flat = sum(flat[:count]) / count, flat[count:]
     return {k: means[k] for k in pending}  # in the order they were recorded

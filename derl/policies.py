@@ -71,10 +71,15 @@ class EpsilonGreedyPolicy(nn.Module):
         self.initial_eps, self.final_eps = initial_eps, final_eps
         self.exploration_steps = max(exploration_steps, 1)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-        # `steps` as a Python int, which epsilon reads: reading the buffer on a GPU would wait
-        # for the device at every step. Loading a state reads the buffer once.
+        # `steps` counts as a Python int, which epsilon reads and acting adds to: reading the
+        # buffer on a GPU would wait for the device, and adding to it costs a torch op per env
+        # step. The buffer is written when a state is saved and read when one is loaded.
         self.num_steps = 0
         self.register_load_state_dict_post_hook(_reread_steps)
+
+    def state_dict(self, *args, **kwargs):
+        self.steps.fill_(self.num_steps)
+        return super().state_dict(*args, **kwargs)
 
     @property
     def epsilon(self) -> float:
@@ -94,8 +99,8 @@ class EpsilonGreedyPolicy(nn.Module):
         explore = u[0] < self.epsilon
         # floor(u * A) of a float64 u in [0, 1) is uniform over the A actions
         actions = torch.from_numpy((u[1] * self.num_actions).astype(np.int64))
-        self.steps.add_(n)  # in place: `+=` would go through Module.__setattr__ (~5 us)
-        self.num_steps += n
+        # Not `self.num_steps += n`: that goes through nn.Module.__setattr__, 5 us a step.
+        object.__setattr__(self, "num_steps", self.num_steps + n)
         if explore.all():
             # The Q network's answer would go unused. On a GPU this skips a forward pass and a
             # wait for the device: SB3 skips them likewise, and early in training (epsilon near

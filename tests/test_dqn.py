@@ -119,7 +119,7 @@ def test_epsilon_greedy_explores_with_probability_epsilon_and_repeats_under_a_se
     )
     np.random.seed(1)
     assert torch.equal(policy.act(torch.zeros(20_000, 3))["actions"], actions)
-    assert int(policy.steps) == 40_000
+    assert policy.num_steps == 40_000 and int(policy.state_dict()["steps"]) == 40_000
 
 
 def test_exploring_steps_skip_the_q_network_and_epsilon_survives_a_reload():

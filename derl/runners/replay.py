@@ -209,9 +209,12 @@ class ReplayStorage:
         # observation) and an episode end adds row nxt[t] + 1 (the reset observation).
         nxt = np.arange(n) + np.cumsum(ends) - ends + start
         resets = nxt[ends] + 1
-        length = n + int(ends.sum()) + start
-        rows = (self.next[env] + np.arange(length)) % P
-        step_rows = (self.next[env] + nxt - 1) % P  # the row each step starts from
+        num_ends = int(ends.sum())
+        length = n + num_ends + start
+        row0 = int(self.next[env])
+        rows = self._span(row0, length)
+        # The row each step starts from: consecutive rows unless an episode end skips one.
+        step_rows = (row0 + nxt - 1) % P if num_ends else self._span(row0 + start - 1, n)
 
         # Rows overwritten lose their transition; then frames, flags and step data go in.
         self.num_valid[env] -= self.valid[env, rows].sum()
@@ -221,16 +224,19 @@ class ReplayStorage:
         columns = self.host if self.host is not None else self.columns
 
         def dev(a):
-            return a if self.host is not None else to_device(a, self.device)
+            if self.host is not None or isinstance(a, slice):
+                return a
+            return to_device(a, self.device)
 
         shape = (length, *next_frames.shape[1:])
         new: Any = np.empty(shape, next_frames.dtype) if self.host else next_frames.new_empty(shape)
         new[dev(nxt)] = next_frames
         # Integer positions, not a boolean mask: a mask's size is only known once the GPU has
         # counted it, which would wait for the device.
-        new[dev(resets)] = frames[1:][dev(np.flatnonzero(ends))]
         first = np.zeros(length, bool)
-        first[resets] = True
+        if num_ends:
+            new[dev(resets)] = frames[1:][dev(np.flatnonzero(ends))]
+            first[resets] = True
         if start:
             new[0], first[0] = frames[0], True
         columns["obs"][env, dev(rows)] = new
@@ -244,13 +250,21 @@ class ReplayStorage:
 
         # Priorities: the new rows, and the old rows whose stacks lose their earlier frames to
         # them, can no longer be sampled; steps whose n-step windows are now complete enter.
-        evicted = (rows[0] + np.arange(length + self.stack - 1)) % P
-        entered = self._completed(env, (rows[0] + np.arange(-self.nstep, length)) % P)
+        evicted = (row0 + np.arange(length + self.stack - 1)) % P
+        entered = self._completed(env, (row0 + np.arange(-self.nstep, length)) % P)
         self.complete[env, entered] = True
         self.tree.update(  # one call: a slot in both keeps its last value, the max priority
             env * P + np.concatenate([evicted, entered]),
             np.concatenate([np.zeros(len(evicted)), np.full(len(entered), self.max_priority)]),
         )
+
+    def _span(self, start: int, length: int) -> slice | np.ndarray:
+        """Ring rows start, start + 1, ... (mod per_env): a slice where they do not wrap, as
+        numpy and torch index a slice several times faster than an array of positions."""
+        start %= self.per_env
+        if start + length <= self.per_env:
+            return slice(start, start + length)
+        return (start + np.arange(length)) % self.per_env
 
     def _completed(self, env: int, slots: np.ndarray) -> np.ndarray:
         """The recorded, not yet complete steps at `slots` whose n-step window is now complete:
