@@ -16,6 +16,7 @@ Every command also takes --root and --csv, which replace the spec's. The spec (r
     steps = 100000                      # optional --num-train-steps; omitted: the preset's budget
     eval_every = 10000                  # optional --eval-every; omitted: a tenth of the steps
     flags = ["--num-envs", "8"]         # optional, more flags of `derl <alg>`
+    checkpoint_minutes = 10             # optional, default CHECKPOINT_MINUTES (0: by steps only)
     threshold = 475                     # optional "solved" bar; omitted: THRESHOLDS[env], if any
 
 Runs go in spec order, [[run]] by [[run]], env by env, seed by seed. A run's logdir is
@@ -23,18 +24,19 @@ ROOT/<env id>/<alg>-seed<seed>; its output goes to LOGDIR/suite.log. For each ru
 
 - a CSV row with the same alg, env, seed and num_train_steps: skipped, it is done;
 - no config.json in its logdir: started as a fresh process, `derl <alg> --env-id ENV --seed S
-  --threads 1 --eval-every E --logdir DIR [--num-train-steps N] [flags]`;
-- a config.json but no row: continued with `derl resume DIR` (a run killed before its first
-  checkpoint starts over from its config.json), or only evaluated when its newest checkpoint
-  is at num_train_steps already;
+  --threads 1 --eval-every E --checkpoint-minutes M --logdir DIR [--num-train-steps N] [flags]`;
+- a config.json but no row: continued with `derl resume DIR --checkpoint-minutes M` (a run
+  killed before its first checkpoint starts over from its config.json), or only evaluated when
+  its newest checkpoint is at num_train_steps already;
 - then evaluated in a child process: 10 deterministic episodes (eval env seed 10000) of the final
   agent and of LOGDIR/best.pt when there is one, and one row appended to the CSV.
 
 So the suite can be killed at any moment (kill its process group, which holds its children) and
 run again, on another day too. A killed run loses at most what it trained since its last
-checkpoint. While the suite works on a run it holds an flock on LOGDIR/suite.lock, and so do its
-children, so a second suite (or a restart while an orphaned child still trains) leaves that run
-alone instead of training it twice. Ctrl-C in the terminal reaches every derl child: each writes
+checkpoint: M minutes (checkpoints by the clock, besides the preset's every N steps). While the
+suite works on a run it holds an flock on LOGDIR/suite.lock, and so do its children, so a second
+suite (or a restart while an orphaned child still trains) leaves that run alone instead of
+training it twice. Ctrl-C in the terminal reaches every derl child: each writes
 a checkpoint and stops, and the suite exits with status 130.
 
 The CSV columns are COLUMNS. wall_time_s is the training time summed over the suite's sittings of
@@ -81,7 +83,11 @@ MANAGED_FLAGS = {
     "--logdir": "root",
     "--num-train-steps": "steps",
     "--eval-every": "eval_every",
+    "--checkpoint-minutes": "checkpoint_minutes",
 }
+# Wall-clock minutes between checkpoints: what a run killed without warning (SIGKILL, a machine
+# taken back) loses at most. A preset's steps between checkpoints can be an hour of a slow run.
+CHECKPOINT_MINUTES = 10
 COLUMNS = [
     "alg",
     "env",
@@ -284,6 +290,10 @@ RUN_KEY_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
         "a list of strings",
     ),
     "threshold": (lambda v: is_int(v) or isinstance(v, float), "a number"),
+    "checkpoint_minutes": (
+        lambda v: (is_int(v) or isinstance(v, float)) and v >= 0,
+        "a number >= 0",
+    ),
 }
 
 
@@ -303,7 +313,7 @@ def check_entry(entry: dict, where: str) -> dict:
         name = flag.split("=")[0]
         if name in MANAGED_FLAGS:
             raise UsageError(f"{where}: set {name} with the `{MANAGED_FLAGS[name]}` key, not flags")
-    return {"seeds": [0], "flags": [], **entry}
+    return {"seeds": [0], "flags": [], "checkpoint_minutes": CHECKPOINT_MINUTES, **entry}
 
 
 def load_spec(path: str | os.PathLike, root: str | None = None, csv_path: str | None = None):
@@ -378,7 +388,9 @@ def make_run(entry: dict, env_id: str, seed: int, logdir: Path) -> Run:
     head = ["--env-id", env_id, "--seed", str(seed), "--threads", "1"]
     budget = derl_config(alg, head + steps + entry["flags"])["num_train_steps"]
     eval_every = entry.get("eval_every", max(budget // 10, 1))
-    argv = [*head, "--eval-every", str(eval_every), "--logdir", str(logdir), *steps]
+    argv = [*head, "--eval-every", str(eval_every)]
+    argv += ["--checkpoint-minutes", str(entry["checkpoint_minutes"])]
+    argv += ["--logdir", str(logdir), *steps]
     argv += entry["flags"]
     threshold = entry.get("threshold", THRESHOLDS.get(env_id, (None,))[0])
     return Run(alg, env_id, seed, logdir, tuple(argv), derl_config(alg, argv), threshold)
@@ -459,7 +471,9 @@ def config_conflict(run: Run) -> str | None:
     differ = sorted(
         key
         for key in saved.keys() & ours.keys()
-        if key not in ("logdir", "resolved_device") and saved[key] != ours[key]
+        # checkpoint_minutes: when checkpoints are written, which a resume sets anew
+        if key not in ("logdir", "resolved_device", "checkpoint_minutes")
+        and saved[key] != ours[key]
     )
     if not differ:
         return None
@@ -619,7 +633,10 @@ class Suite:
     def train(self, run: Run, lock: int, resume: bool) -> str:
         """One sitting of derl, timed; 'trained' when it reached its budget."""
         derl = [sys.executable, "-m", "derl.cli"]
-        cmd = [*derl, "resume", str(run.logdir)] if resume else [*derl, run.alg, *run.argv]
+        minutes = ["--checkpoint-minutes", str(run.config["checkpoint_minutes"])]
+        cmd = (
+            [*derl, "resume", str(run.logdir), *minutes] if resume else [*derl, run.alg, *run.argv]
+        )
         wall_path = run.logdir / WALL
         # No record but a run there already: it was started outside the suite.
         wall = load_json(wall_path) or {"seconds": 0.0, "complete": not resume, "commits": []}

@@ -186,20 +186,33 @@ def resume_command(argv: list[str]) -> int:
         "--buffer-device",
         help="move the replay buffer (DQN, Rainbow, SAC, TD3): cpu, cuda[:N] or auto",
     )
+    parser.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        help="also write a checkpoint every this many minutes of wall time (0: by steps only), "
+        "in place of the run's own setting",
+    )
     args = parser.parse_args(argv)
     from derl import distributed
     from derl.train import resume
 
-    moved = [
-        arg
-        for flag, value in (("--device", args.device), ("--buffer-device", args.buffer_device))
-        if value
-        for arg in (flag, value)
-    ]
+    changed = (
+        ("--device", args.device),
+        ("--buffer-device", args.buffer_device),
+        ("--checkpoint-minutes", args.checkpoint_minutes),
+    )
+    moved = [arg for flag, value in changed if value is not None for arg in (flag, str(value))]
     recorded = recorded_nproc(Path(args.logdir))
     if recorded > 1 and not distributed.launched():  # a data-parallel run: start its processes
         return distributed.launch(recorded, ["resume", args.logdir, *moved])
-    return report(resume(args.logdir, device=args.device, buffer_device=args.buffer_device))
+    return report(
+        resume(
+            args.logdir,
+            device=args.device,
+            buffer_device=args.buffer_device,
+            checkpoint_minutes=args.checkpoint_minutes,
+        )
+    )
 
 
 def recorded_nproc(logdir: Path) -> int:

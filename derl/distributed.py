@@ -298,15 +298,19 @@ class Exchange:
             return env
         return None
 
-    def __call__(self, step: int, episodes: list, stop: bool, stopped_by: str) -> dict:
-        """Every rank's episodes (rank 0 logs them), whether any rank stops, the merged
-        statistics; returns {"episodes", "stop", "stopped_by"}."""
+    def __call__(
+        self, step: int, episodes: list, stop: bool, stopped_by: str, checkpoint: bool = False
+    ) -> dict:
+        """Every rank's episodes (rank 0 logs them), whether any rank stops or asks for a
+        checkpoint (its clock: `checkpoint_minutes`), the merged statistics; returns
+        {"episodes", "stop", "stopped_by", "checkpoint"}."""
         self.last = step
         storage = getattr(self.runner, "storage", None)
         mine: dict[str, Any] = {
             "episodes": episodes,
             "stop": stop,
             "stopped_by": stopped_by,
+            "checkpoint": checkpoint,
             "stats": self.stats(),
             "max_priority": None if storage is None else storage.max_priority,
         }
@@ -318,6 +322,7 @@ class Exchange:
             "episodes": sorted((e for r in everyone for e in r["episodes"]), key=lambda e: e[2]),
             "stop": any(r["stop"] for r in everyone),
             "stopped_by": next((r["stopped_by"] for r in everyone if r["stopped_by"]), ""),
+            "checkpoint": any(r["checkpoint"] for r in everyone),
         }
 
     def merge_stats(self, ranks: list[list]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -47,6 +48,10 @@ class Lifecycle:
     ):
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
         self.start = self.last_checkpoint = self.last_eval = alg.runner.step_count
+        self.last_checkpoint_time = time.monotonic()
+        self.clock_checkpoint = (
+            False  # data-parallel: the ranks agreed on a checkpoint by the clock
+        )
         self.last_video = self.start
         self.stop_requested, self.stop_after = False, stop_after
         self.sigint = False  # Ctrl-C pressed; acted on at once, or once the ranks agree
@@ -72,6 +77,11 @@ class Lifecycle:
             self.exchange.due(step) or stopping or checkpoint_due or eval_due
         ):
             self.exchange_with_ranks(step)
+        if self.exchange is None:
+            checkpoint_due = checkpoint_due or self.clock_due()
+        else:  # each rank's clock differs: a checkpoint by the clock waits for an exchange
+            checkpoint_due = checkpoint_due or self.clock_checkpoint
+            self.clock_checkpoint = False
         if not self.stopped_by:
             if self.stop_requested or stopping:
                 self.checkpoint(step)
@@ -110,7 +120,8 @@ class Lifecycle:
         any rank, a callback on rank 0) agreed by all, so that they stop at the same step."""
         assert self.exchange is not None and self.logger.deferred is not None
         episodes, self.logger.deferred = self.logger.deferred, []
-        agreed = self.exchange(step, episodes, self.sigint, self.vote)
+        agreed = self.exchange(step, episodes, self.sigint, self.vote, self.clock_due())
+        self.clock_checkpoint = agreed["checkpoint"]
         if distributed.is_main():
             for episode in agreed["episodes"]:
                 self.logger.write_episode(*episode)
@@ -144,9 +155,17 @@ class Lifecycle:
         if distributed.is_main():
             self.save(state, path)
             checkpoint.prune(self.logdir, self.config.keep_checkpoints)
-        self.last_checkpoint = step
+        self.last_checkpoint, self.last_checkpoint_time = step, time.monotonic()
         self.emit("on_checkpoint", step, path=path)
         return path
+
+    def clock_due(self) -> bool:
+        """`checkpoint_minutes` of wall time have passed since the last checkpoint: a run killed
+        without warning (SIGKILL, a machine taken back) loses at most that much, whatever its
+        speed. Where the checkpoints fall changes nothing in training (they draw no random
+        numbers), so a run with them continues as one without."""
+        minutes = self.config.checkpoint_minutes
+        return bool(minutes) and time.monotonic() - self.last_checkpoint_time >= 60 * minutes
 
     def save(self, state: dict, path: Path) -> None:
         try:

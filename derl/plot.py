@@ -21,6 +21,7 @@ _NOT_AN_EXPERIMENT = {
     "resolved_device",
     "device",
     "checkpoint_every",
+    "checkpoint_minutes",
     "keep_checkpoints",
     "eval_every",
     "eval_episodes",

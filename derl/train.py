@@ -409,17 +409,23 @@ def resume(
     callbacks: Sequence[Callback] = (),
     device: str | None = None,
     buffer_device: str | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> TrainResult:
     """Continue the run in `logdir` from its newest good checkpoint to its num_train_steps.
 
     Refused while another process trains in `logdir`, and when checkpoints exist but none can
     be loaded (starting over would replace them). `model` and `env_fn`: as `train`'s, needed
     when the run's own cannot be imported by the name config.json recorded. `device` and
-    `buffer_device` move the run (a GPU run continued on a laptop: "cpu"); the rest of the
-    config is the run's own.
+    `buffer_device` move the run (a GPU run continued on a laptop: "cpu");
+    `checkpoint_minutes` replaces the run's (it changes when checkpoints are written, not what
+    is learnt); the rest of the config is the run's own.
     """
     user: dict[str, Any] = dict(model=model, env_fn=env_fn, callbacks=callbacks)
-    moved = {k: v for k, v in dict(device=device, buffer_device=buffer_device).items() if v}
+    moved: dict[str, Any] = {
+        k: v for k, v in dict(device=device, buffer_device=buffer_device).items() if v
+    }
+    if checkpoint_minutes is not None:
+        moved["checkpoint_minutes"] = checkpoint_minutes
     logdir = Path(logdir)
     if not logdir.is_dir():
         what = "is not a directory" if logdir.exists() else "does not exist"
@@ -477,7 +483,8 @@ def resume(
 
 
 def moved_config(config: Config, moved: dict[str, Any]) -> Config:
-    """`config` with the devices `derl resume --device/--buffer-device` asked for."""
+    """`config` with what `derl resume` changes: --device, --buffer-device,
+    --checkpoint-minutes."""
     if "buffer_device" in moved and not hasattr(config, "buffer_device"):
         raise UsageError(
             f"--buffer-device is for the replay buffer of DQN, Rainbow, SAC and TD3; this run is "

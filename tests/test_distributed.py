@@ -215,6 +215,30 @@ def test_derl_resume_starts_the_processes_of_a_data_parallel_run(tmp_path):
     assert other.stderr.count("was trained with 2 process(es), but torchrun started 3") == 1
 
 
+def test_checkpoints_by_the_clock_wait_for_an_exchange_of_the_ranks(tmp_path):
+    # Each rank's clock differs: a checkpoint it asks for is agreed at the next exchange (every
+    # SYNC_EVERY steps), not at the next rollout (512 steps here), so every rank writes its part.
+    logdir = tmp_path / "run"
+    flags = ["--nproc", "2", "--num-train-steps", "4096", "--checkpoint-every", "1000000"]
+    ok(
+        derl_cli(
+            "ppo",
+            "--env-id",
+            "CartPole-v1",
+            *flags,
+            "--checkpoint-minutes",
+            "1e-9",
+            "--threads",
+            "1",
+            "--logdir",
+            str(logdir),
+        )
+    )
+    found = checkpoint.list_checkpoints(logdir)
+    assert [p.name for p in found] == ["step-000000002048.pt", "step-000000004096.pt"]
+    assert all(checkpoint.rank_path(p, 1).exists() for p in found)
+
+
 @pytest.mark.parametrize(
     "flags,message",
     [

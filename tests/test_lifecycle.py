@@ -73,6 +73,28 @@ def test_resumed_run_equals_straight_run(tmp_path, env_id, kw):
     assert second.recent_returns == straight.recent_returns
 
 
+def test_checkpoints_by_the_clock_change_nothing_in_training(tmp_path):
+    # checkpoint_minutes ~0: the clock asks for one at every rollout boundary.
+    straight = derl.train(config(tmp_path / "a", checkpoint_every=10**6), progress=False)
+    clocked = derl.train(
+        config(tmp_path / "b", checkpoint_every=10**6, checkpoint_minutes=1e-9), progress=False
+    )
+    steps = [int(p.stem.split("-")[1]) for p in checkpoint.list_checkpoints(tmp_path / "b")]
+    rollout = clocked.config.num_runner_steps * clocked.config.num_envs
+    assert steps == [4096 - 2 * rollout, 4096 - rollout, 4096]  # the newest 3, by the clock
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "a")] == ["step-000000004096.pt"]
+    for a, b in zip(params(straight.alg), params(clocked.alg), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # `derl resume --checkpoint-minutes` changes the setting of a run, and only that.
+    first = derl.train(config(tmp_path / "c"), progress=False, stop_after=1024)
+    assert first.interrupted
+    second = resume(tmp_path / "c", progress=False, checkpoint_minutes=1e-9)
+    assert second.config.checkpoint_minutes == 1e-9
+    assert len(checkpoint.list_checkpoints(tmp_path / "c")) == 3
+    for a, b in zip(params(straight.alg), params(second.alg), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def start_training(logdir, steps=200_000):
     cmd = [
         sys.executable,

@@ -56,6 +56,7 @@ def test_spec_resolves_to_derl_commands_with_the_logdir_convention(tmp_path):
         'root = "runs"\ncsv = "out/results.csv"\n'
         '[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1", "Acrobot-v1"]\nseeds = [0, 1]\n'
         '[[run]]\nalg = "sac"\nenvs = ["Pendulum-v1"]\nthreshold = -250\nsteps = 3000\n'
+        "checkpoint_minutes = 2.5\n"
     )
     spec = suite.load_spec(spec_path)
     assert spec.root == suite.REPO / "runs"  # relative paths: to the repo root
@@ -75,6 +76,9 @@ def test_spec_resolves_to_derl_commands_with_the_logdir_convention(tmp_path):
     assert "--num-train-steps" not in ppo.argv and ppo.config["threads"] == 1
     assert ppo.threshold == 475 and sac.threshold == -250  # the env's bar, or the spec's
     assert sac.num_train_steps == 3000 and sac.config["eval_every"] == 300
+    # A checkpoint by the clock as well: what a killed run loses, whatever its speed.
+    assert ppo.config["checkpoint_minutes"] == suite.CHECKPOINT_MINUTES > 0
+    assert sac.config["checkpoint_minutes"] == 2.5
     assert [run.name for run in suite.plan(spec, only="Acrobot")] == names[2:4]
     # --root and --csv replace the spec's (the regression guard trains into a temporary root).
     moved = suite.load_spec(spec_path, root=str(tmp_path / "r"), csv_path=str(tmp_path / "c.csv"))
@@ -97,6 +101,15 @@ def test_spec_resolves_to_derl_commands_with_the_logdir_convention(tmp_path):
         ('root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\nsteps = "1e5"\n', "`steps`"),
         ('root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\nseeds = [true]\n', "integers"),
         ('root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\nthreshold = "hi"\n', "number"),
+        (
+            'root = "r"\ncsv = "c"\n[[run]]\nalg = "a"\nenvs = ["X"]\ncheckpoint_minutes = -1\n',
+            "`checkpoint_minutes` must be a number >= 0",
+        ),
+        (
+            'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n'
+            'flags = ["--checkpoint-minutes", "3"]\n',
+            "set --checkpoint-minutes with the `checkpoint_minutes` key",
+        ),
         (
             'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n'
             'flags = ["--seed", "3"]\n',
@@ -219,6 +232,8 @@ def test_killed_runs_were_resumed_in_their_logdirs_not_restarted(finished):
         assert "starting over" not in log
         if step < TINY_STEPS:  # killed in training: continued from its newest checkpoint
             assert f"derl: resuming from {logdir}/checkpoints/step-" in log, log[-2000:]
+            minutes = f"resume {logdir} --checkpoint-minutes {suite.CHECKPOINT_MINUTES}"
+            assert minutes in log  # the spec's setting, also for a run started before it
             assert f"resume   {logdir.parent.name}/{logdir.name}" in output
 
 

@@ -169,6 +169,12 @@ class Config:
         "env steps between checkpoints (one is also written at the end and on Ctrl-C)",
         at_least=1,
     )
+    checkpoint_minutes: float = hp(
+        0.0,
+        "also write a checkpoint once this many minutes of wall time have passed since the "
+        "last one (0: by steps only): what a run killed without warning loses at most",
+        at_least=0,
+    )
     keep_checkpoints: int = hp(3, "how many of the newest checkpoints to keep", at_least=1)
     eval_every: int = hp(
         0, "env steps between evaluations logged as eval/return (0: never)", at_least=0
