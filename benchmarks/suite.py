@@ -870,8 +870,18 @@ def markdown(
 
 
 def progress(run: Run) -> str:
+    """How far a run without a row got, and how good its agent was there: a long run spans
+    several sittings, and until it finishes its last evaluation during training is the figure
+    there is (the suite's protocol too: deterministic episodes, eval env seed 10000)."""
     state, detail = run_state(run, [])
-    return {"new": "not started", "trained": detail}.get(state, detail)
+    if state not in ("partial", "trained"):
+        return {"new": "not started"}.get(state, detail)
+    from derl.plot import read_scalars
+
+    steps, values = read_scalars(run.logdir, "eval/return")
+    if len(steps):
+        detail += f"; its last evaluation during training, at step {steps[-1]:,}: {values[-1]:.1f}"
+    return detail
 
 
 def versions(rows: list[dict]) -> str:

@@ -178,6 +178,28 @@ def wait_for_a_checkpoint(root: Path, proc, timeout=120) -> None:
         time.sleep(0.05)
 
 
+def test_report_gives_an_unfinished_runs_step_and_its_last_evaluation(tmp_path):
+    # A long run spans sittings: until it has a row, the table gives how far it got and the
+    # agent's last evaluation during training.
+    from torch.utils.tensorboard import SummaryWriter
+
+    spec = write_spec(tmp_path, seeds=(0, 1))
+    first, second = suite.plan(suite.load_spec(spec))
+    (first.logdir / "checkpoints").mkdir(parents=True)
+    (first.logdir / "config.json").write_text(json.dumps({"alg": "ppo", **first.config}))
+    (first.logdir / "checkpoints" / f"step-{2048:012d}.pt").touch()
+    with SummaryWriter(first.logdir) as writer:
+        writer.add_scalar("eval/return", 31.5, 1024)
+        writer.add_scalar("eval/return", 87.25, 2048)
+    assert suite.main(["report", str(spec), "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "README.md").read_text()
+    assert (
+        "- ppo CartPole-v1 seed 0: step 2,048 of 4,096; its last evaluation during training, "
+        "at step 2,048: 87.2" in table
+    )
+    assert "- ppo CartPole-v1 seed 1: not started" in table
+
+
 def wait_for_the_locks(root: Path, timeout=60) -> None:
     """Until the killed derl processes are gone: they held their runs' locks to the end."""
     deadline = time.monotonic() + timeout
