@@ -210,6 +210,7 @@ def test_off_policy_resume_writes_the_points_of_a_straight_run(tmp_path, one_thr
             num_train_steps=900,
             learning_starts=100,
             train_freq=1,
+            gradient_steps=1,  # the preset's 128 updates per train_freq would make it 100k updates
             checkpoint_every=450,
             eval_every=0,
             save_buffer=True,  # bit for bit: the resumed run samples the same replay
