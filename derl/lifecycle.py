@@ -45,6 +45,7 @@ class Lifecycle:
         stop_after: int | None = None,
         callbacks: Sequence[Callback] = (),
         env_fn: Callable | None = None,
+        schedule: dict | None = None,
     ):
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
         self.start = self.last_checkpoint = self.last_eval = alg.runner.step_count
@@ -53,6 +54,12 @@ class Lifecycle:
             False  # data-parallel: the ranks agreed on a checkpoint by the clock
         )
         self.last_video = self.start
+        # A resumed run evaluates and films at the steps the run would have without the stop:
+        # counting from the resume instead, a run stopped more often than every `eval_every`
+        # steps (a suite killed each sitting) would never evaluate. Checkpoints written before
+        # 2026-12-06 hold no schedule: their runs count from the resume, as they always did.
+        if schedule:
+            self.last_eval, self.last_video = schedule["last_eval"], schedule["last_video"]
         self.stop_requested, self.stop_after = False, stop_after
         self.sigint = False  # Ctrl-C pressed; acted on at once, or once the ranks agree
         # A callback's stop (`vote`) stops a single process at once; data-parallel ranks stop
@@ -143,7 +150,8 @@ class Lifecycle:
         self.checkpoint(step)
 
     def checkpoint(self, step: int) -> Path:
-        state = snapshot(self.alg, self.config, self.logger)
+        schedule = {"last_eval": self.last_eval, "last_video": self.last_video}
+        state = snapshot(self.alg, self.config, self.logger, schedule=schedule)
         self.check_model(step, state["state"])
         path = checkpoint.checkpoint_path(self.logdir, step)
         if self.exchange is not None:

@@ -184,7 +184,8 @@ def build(
         seed_everything(rank_seed)
     together(lambda: distributed.check_same_parameters(alg))
     callbacks = callbacks if main else ()  # told once, by rank 0
-    lifecycle = Lifecycle(alg, config, logdir, logger, stop_after, callbacks, env_fn)
+    schedule = resume_state.get("schedule") if resume_state else None
+    lifecycle = Lifecycle(alg, config, logdir, logger, stop_after, callbacks, env_fn, schedule)
     # may refuse: before writing
     together(lambda: lifecycle.emit("on_training_start", alg.runner.step_count))
     resolved = {

@@ -190,6 +190,22 @@ def test_resumed_run_keeps_the_tensorboard_points_of_its_checkpoint_step(tmp_pat
     assert steps == list(range(256, 2049, 256))
 
 
+def test_a_run_stopped_between_evaluations_evaluates_where_a_straight_run_does(tmp_path):
+    # Sittings shorter than eval_every (a suite killed every day): counted from each resume,
+    # the evaluations would move, or never come. 256 env steps a rollout, one eval every 768.
+    def ppo(logdir):
+        return config(logdir, num_train_steps=2048, eval_every=768, eval_episodes=1)
+
+    derl.train(ppo(tmp_path / "a"), progress=False)
+    derl.train(ppo(tmp_path / "b"), progress=False, stop_after=512)
+    resume(tmp_path / "b", progress=False, stop_after=768)  # stops where an eval is due
+    resume(tmp_path / "b", progress=False, stop_after=1280)
+    resume(tmp_path / "b", progress=False)
+    straight, resumed = ([e.step for e in scalars(tmp_path / r)["eval/return"]] for r in "ab")
+    assert straight == [768, 1536, 2048]
+    assert resumed == straight
+
+
 def test_logger_writes_a_point_per_100_env_steps_with_the_mean_since_the_last(tmp_path):
     logger = Logger(str(tmp_path), total_steps=250, progress=False)
     for step in range(1, 251):  # one update per env step, as SAC's
