@@ -18,11 +18,12 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/derl ppo --env-id CartPole-v1 --seed 0
 
+# -n auto: pytest-xdist, one worker process per core (one torch thread each: tests/conftest.py).
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 test-all: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -n auto -m "slow or not slow"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check derl tests benchmarks docs/gen_flags.py

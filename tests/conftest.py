@@ -1,5 +1,7 @@
 """Helpers the test files share."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -32,6 +34,17 @@ def assert_same(a, b, path="state"):
         assert np.array_equal(np.asarray(a), np.asarray(b)), path
     else:
         assert a == b, path
+
+
+def pytest_configure(config):
+    """One torch thread per pytest-xdist worker (`make test` runs one worker per core).
+
+    Two 2-thread processes on 2 cores ran 4 threads on 2 cores, which slows small-MLP updates
+    several times over; OMP_NUM_THREADS carries it to the `derl` processes that tests start.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 def scalars(logdir) -> dict:
