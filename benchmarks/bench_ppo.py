@@ -200,6 +200,11 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="runs per library and env, alternating; the fastest is reported",
     )
+    parser.add_argument(
+        "--skip-sb3",
+        action="store_true",
+        help="derl's rows only (GPU-only absolutes, e.g. 64 envs, where SB3 would take minutes)",
+    )
     args = parser.parse_args(argv)
     if importlib.util.find_spec("envpool") is None and any("envpool" in v for v in args.variants):
         print("note: envpool is not installed (pip install -e '.[envpool]'): its variants skipped")
@@ -218,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
         results: dict[str, tuple[int, float, float]] = {}
         for _ in range(args.repeats):
             runs = [(f"derl {v}", run_derl, (v,)) for v in args.variants]
-            for lib, run, extra in [*runs, ("sb3", run_sb3, ())]:
+            baseline = [] if args.skip_sb3 else [("sb3", run_sb3, ())]
+            for lib, run, extra in [*runs, *baseline]:
                 try:  # one row that dies (seen: --compile on a new torch) keeps the others
                     taken, seconds = isolated(
                         run,
