@@ -16,6 +16,8 @@ THRESHOLDS = {
     "LunarLander-v3": (200, "gymnasium 1.x reward_threshold"),
     "LunarLanderContinuous-v3": (200, "gymnasium 1.x reward_threshold"),
     "Pendulum-v1": (-200, "no reward_threshold in gymnasium; the bar we use"),
+    "Taxi-v4": (8, "gymnasium 1.x reward_threshold"),
+    "FrozenLake-v1": (0.7, "gymnasium 1.x reward_threshold"),
     "InvertedPendulum-v5": (950, "gymnasium 1.x reward_threshold"),
     "InvertedDoublePendulum-v5": (9100, "gymnasium 1.x reward_threshold"),
     "Reacher-v5": (-3.75, "gymnasium 1.x reward_threshold"),
