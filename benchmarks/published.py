@@ -16,7 +16,10 @@ THRESHOLDS = {
     "LunarLander-v3": (200, "gymnasium 1.x reward_threshold"),
     "LunarLanderContinuous-v3": (200, "gymnasium 1.x reward_threshold"),
     "Pendulum-v1": (-200, "no reward_threshold in gymnasium; the bar we use"),
-    "Taxi-v4": (8, "gymnasium 1.x reward_threshold"),
+    # gymnasium's reward_threshold is 8, but the optimal policy averages 7.93 over Taxi's start
+    # states (value iteration over its transition table), and its mean over 10 episodes varies
+    # by about 0.8: the bar we use sits one such std under the optimum.
+    "Taxi-v4": (7, "the optimum's 7.93 less a 10-episode mean's std (gymnasium's 8 is above it)"),
     "FrozenLake-v1": (0.7, "gymnasium 1.x reward_threshold"),
     "InvertedPendulum-v5": (950, "gymnasium 1.x reward_threshold"),
     "InvertedDoublePendulum-v5": (9100, "gymnasium 1.x reward_threshold"),

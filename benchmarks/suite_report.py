@@ -22,7 +22,9 @@ def mean_std(values: list[float]) -> str:
         return "–"
     mean = sum(values) / len(values)
     std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
-    return f"{mean:.1f} ± {std:.1f}" if len(values) > 1 else f"{mean:.1f}"
+    # Returns within +-10 (FrozenLake's success rate, Taxi's, Reacher's) get a second decimal.
+    digits = 2 if max(abs(v) for v in values) < 10 else 1
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
 
 def duration(seconds: list[float]) -> str:

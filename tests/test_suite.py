@@ -19,6 +19,7 @@ pytest.importorskip("tomllib")  # the suite reads its specs with Python 3.11's t
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import suite  # noqa: E402
+import suite_report  # noqa: E402
 
 from derl import plot  # noqa: E402
 
@@ -293,6 +294,14 @@ def test_sigterm_to_the_suite_alone_stops_its_runs_at_a_checkpoint(tmp_path):
     assert suite.newest_step(logdir) < 2_000_000
 
 
+def test_report_keeps_two_decimals_for_returns_within_ten():
+    # FrozenLake's returns are success rates: one decimal shows 0.77 and 0.74 alike.
+    assert suite_report.mean_std([0.8, 0.7]) == "0.75 ± 0.05"
+    assert suite_report.mean_std([-4.71]) == "-4.71"
+    assert suite_report.mean_std([250.04, 9.0]) == "129.5 ± 120.5"
+    assert suite_report.mean_std([]) == "–"
+
+
 def test_report_writes_a_png_per_env_and_a_table_with_unfinished_runs(finished, tmp_path):
     folder, spec, killed, output = finished
     # The same runs and CSV, one seed more that never started: the report says so.
@@ -303,7 +312,7 @@ def test_report_writes_a_png_per_env_and_a_table_with_unfinished_runs(finished, 
     rows = read_csv(folder / "results.csv")
     finals = [float(r["final_mean"]) for r in rows]
     assert "| ppo | CartPole-v1 | 4,096 | 2/3 |" in table
-    assert f"{sum(finals) / 2:.1f} ± " in table
+    assert f"| {suite_report.mean_std(finals)} |" in table
     solved = sum(f >= 475 for f in finals)
     assert f"| {solved}/2 |" in table
     assert "- ppo CartPole-v1 seed 2: not started" in table
