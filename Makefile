@@ -36,7 +36,7 @@ docs: $(VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/bench_ppo.py --variants sync envpool compile
+	$(BIN)/python benchmarks/bench_ppo.py --variants sync async envpool compile
 	$(BIN)/python benchmarks/bench_offpolicy.py --variants sync compile
 
 # Data-parallel scaling (1 vs 2 processes) and the cost of one gloo all-reduce: on a quiet machine.
