@@ -44,7 +44,8 @@ class A2CConfig(ActorCriticConfig):
 PRESETS: dict[str, dict] = {
     # openai baselines A2C on Atari, with its TensorFlow RMSprop (rl-zoo: RMSpropTFLike).
     "atari": dict(num_envs=8, num_train_steps=10_000_000, rmsprop_tf=True, hidden=""),
-    # rl-zoo's HalfCheetah A2C recipe (without its log-std and init tweaks).
+    # rl-zoo's A2C recipe for the PyBullet locomotion envs (HalfCheetahBulletEnv-v0), without its
+    # gSDE, log-std and init tweaks, and at 1M steps where the zoo runs 2M.
     "mujoco": dict(
         num_envs=4,
         num_train_steps=1_000_000,
@@ -55,7 +56,8 @@ PRESETS: dict[str, dict] = {
         lr=9.6e-4,
         normalize=True,
     ),
-    # rl-zoo's CartPole-v1 recipe.
+    # rl-zoo's CartPole-v1 recipe, except that the lr anneals to 0 (the config's default; the
+    # zoo's is constant): for classic envs without a table of their own, a safer default.
     "classic": dict(num_envs=8, num_train_steps=500_000, entropy_coef=0.0),
 }
 
