@@ -370,8 +370,7 @@ def launch(alg: str, config, argv: list[str]) -> int:
     from derl import distributed
     from derl.train import check_new_logdir, default_logdir, resolve_device
 
-    device = distributed.local_device(resolve_device(config.device))
-    distributed.backend_for(config.dist_backend, device, config.nproc)
+    distributed.backend_for(config.dist_backend, resolve_device(config.device), config.nproc)
     logdir = Path(config.logdir) if config.logdir else default_logdir(alg, config)
     check_new_logdir(logdir)
     return distributed.launch(config.nproc, [alg, *argv, "--logdir", str(logdir)], config.threads)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import signal
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -81,27 +82,31 @@ def restart_count() -> int:
 
 def backend_for(requested: str, device: torch.device, nproc: int) -> str:
     """gloo on the CPU; nccl on CUDA with one GPU per process; gloo for processes that share
-    GPUs (nccl refuses two ranks on one GPU)."""
+    GPUs (nccl refuses two ranks on one GPU). `device` is the one asked for: a bare "cuda"
+    gives each process its own GPU (`local_device`), "cuda:K" puts them all on GPU K."""
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    shared = nproc > gpus or (device.index is not None and nproc > 1)
     if requested == "nccl":
         if device.type != "cuda" or gpus == 0:
             raise UsageError(
                 "--dist-backend nccl needs CUDA, and torch sees no CUDA device here; "
                 "use --dist-backend gloo (or auto)"
             )
-        if nproc > gpus:
+        if shared:
+            where = f"on {device}" if device.index is not None else f"on {gpus} GPU(s)"
             raise UsageError(
-                f"--dist-backend nccl needs one GPU per process: {nproc} processes, {gpus} "
-                f"GPU(s) here; use --nproc {gpus} or --dist-backend gloo (processes share GPUs)"
+                f"--dist-backend nccl needs one GPU per process: {nproc} processes {where}; "
+                f"use --device cuda (a GPU each), fewer processes, or --dist-backend gloo"
             )
         return "nccl"
-    if requested == "auto" and device.type == "cuda" and 0 < nproc <= gpus:
+    if requested == "auto" and device.type == "cuda" and nproc > 0 and not shared:
         return "nccl"
     return "gloo"
 
 
 def local_device(device: torch.device) -> torch.device:
-    """Each process on a machine gets its own GPU (LOCAL_RANK), or shares them in turn."""
+    """Each process on a machine gets its own GPU (LOCAL_RANK), or shares them in turn; an
+    indexed one ("cuda:K") is every process's."""
     if device.type != "cuda" or device.index is not None:
         return device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -109,13 +114,12 @@ def local_device(device: torch.device) -> torch.device:
 
 
 def init(requested_backend: str, device: torch.device) -> None:
-    """Join the group torchrun started (once per process)."""
+    """Join the group torchrun started (once per process). `device`: the one asked for (the
+    caller has made this process's own current)."""
     if not launched() or dist.is_initialized():
         return
     size = int(os.environ["WORLD_SIZE"])
     backend = backend_for(requested_backend, device, int(os.environ.get("LOCAL_WORLD_SIZE", size)))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
     try:
         dist.init_process_group(backend, timeout=TIMEOUT, **attempt_store())
     except (RuntimeError, ValueError) as exc:  # a rendezvous that timed out, a port in use
@@ -175,6 +179,11 @@ def broadcast(value: T) -> T:
     return box[0]
 
 
+def all_true(flag: bool) -> bool:
+    """Whether `flag` holds on every rank: one decision that every rank takes alike."""
+    return all(all_gather(bool(flag)))
+
+
 def barrier() -> None:
     if world_size() > 1:
         collective(dist.barrier)
@@ -203,20 +212,37 @@ def average_gradients(params: Iterable[torch.Tensor]) -> None:
 
     Called between backward and gradient clipping, as DistributedDataParallel averages them, so
     that clipping sees the gradient of the whole batch. Every rank then takes the same step.
+
+    A parameter without a gradient on some rank (a branch of a user's network that its batch
+    did not take) counts as a zero gradient there, as in DistributedDataParallel; one without a
+    gradient on every rank keeps none, so that the optimizer skips it everywhere. Every rank
+    sends the same layout: a flag per parameter says which ranks had a gradient.
     """
     if world_size() == 1:
         return
     groups: dict[tuple, list[torch.Tensor]] = {}
     for p in params:
-        if p.grad is not None:
-            groups.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
-    for grads in groups.values():
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        if p.requires_grad:
+            groups.setdefault((p.dtype, p.device), []).append(p)
+    for ps in groups.values():
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in ps]
+        has_grad = [p.grad is not None for p in ps]
+        flags = torch.tensor(has_grad, dtype=ps[0].dtype, device=ps[0].device)
+        flat = torch.cat([*(g.reshape(-1) for g in grads), flags])
         collective(dist.all_reduce, flat)
         flat.div_(world_size())
         sizes = [g.numel() for g in grads]
-        averaged = [v.view_as(g) for v, g in zip(flat.split(sizes), grads, strict=True)]
-        torch._foreach_copy_(grads, averaged)
+        averaged = flat.split([*sizes, len(ps)])
+        torch._foreach_copy_(
+            grads, [v.view_as(g) for v, g in zip(averaged[:-1], grads, strict=True)]
+        )
+        if all(has_grad):
+            continue  # every rank had them too, or it sent zeros in their place: nothing to add
+        # Reading the flags waits for the all-reduce: only a rank that lacked a gradient does.
+        anyone = averaged[-1].tolist()
+        for p, g, mine, theirs in zip(ps, grads, has_grad, anyone, strict=True):
+            if not mine and theirs > 0:
+                p.grad = g
 
 
 def check_same_parameters(alg: Any) -> None:
@@ -346,7 +372,7 @@ class Exchange:
 def launch(nproc: int, args: list[str], threads: int = 0) -> int:
     """Start `python -m derl ARGS` as `nproc` processes on this machine through torch's own
     launcher (what `torchrun --standalone --nproc-per-node N -m derl ARGS` does); returns the
-    exit status: 0, or that of the first process that failed (rank 0's when it did)."""
+    exit status: 0, or the one that says why its processes failed (`failed_status`)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
@@ -370,9 +396,19 @@ def launch(nproc: int, args: list[str], threads: int = 0) -> int:
     try:
         run(parsed)
     except ChildFailedError as exc:
-        failure = exc.failures.get(0) or next(iter(exc.failures.values()))
-        code = failure.exitcode
-        return code if code > 0 else 128 + abs(code)  # killed by a signal: as a shell says it
+        return failed_status({rank: f.exitcode for rank, f in exc.failures.items()})
     except SignalException as exc:  # Ctrl-C or kill: the ranks have stopped
         return 128 + int(exc.sigval)
     return 0
+
+
+def failed_status(exitcodes: dict[int, int]) -> int:
+    """The exit status of a data-parallel run whose processes failed ({rank: exit code, negative
+    for a signal}). torchrun lists every rank that ended, also those that only followed the
+    first: it sends the survivors SIGTERM, and a survivor that saw its peer go exits with
+    PeerLost's 1. So the status of a rank that did neither says why (4 for a checkpoint that
+    could not be written, 137 for the kernel's OOM killer), else rank 0's."""
+    followed = {-signal.SIGTERM, PeerLost.exit_status}
+    rank = min(exitcodes, key=lambda r: (exitcodes[r] in followed, r))
+    code = exitcodes[rank]
+    return code if code > 0 else 128 + abs(code)  # killed by a signal: as a shell says it

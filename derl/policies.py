@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from derl.distributed import world_size
 from derl.distributions import SquashedNormal
 from derl.models import MLP, ActorCriticModel, QNetwork, out_features
 from derl.noise import PinkNoise
@@ -99,8 +100,9 @@ class EpsilonGreedyPolicy(nn.Module):
         explore = u[0] < self.epsilon
         # floor(u * A) of a float64 u in [0, 1) is uniform over the A actions
         actions = torch.from_numpy((u[1] * self.num_actions).astype(np.int64))
-        # Not `self.num_steps += n`: that goes through nn.Module.__setattr__, 5 us a step.
-        object.__setattr__(self, "num_steps", self.num_steps + n)
+        # Not `self.num_steps += n`: that goes through nn.Module.__setattr__, 5 us a step. The
+        # schedule runs on the env steps of all data-parallel ranks, as every other one does.
+        object.__setattr__(self, "num_steps", self.num_steps + n * world_size())
         if explore.all():
             # The Q network's answer would go unused. On a GPU this skips a forward pass and a
             # wait for the device: SB3 skips them likewise, and early in training (epsilon near
@@ -155,7 +157,8 @@ class BoxActor(nn.Module):
         if not self.training:
             return None
         warming_up = not self.warmed_up and int(self.steps_acted) < self.random_steps
-        self.steps_acted.add_(obs.shape[0])
+        # Global env steps (all data-parallel ranks), as `learning_starts` counts them.
+        self.steps_acted.add_(obs.shape[0] * world_size())
         if not warming_up:
             self.warmed_up = True
             return None

@@ -222,7 +222,7 @@ def deterministic_cuda() -> None:
 def join_group(config: Config, resuming: bool = False) -> tuple[Config, torch.device]:
     """Under torchrun: join the other processes (once), and take this process's device.
     The config then records the world size in `nproc`."""
-    device = resolve_device(config.device)
+    asked = device = resolve_device(config.device)
     if distributed.launched():
         device = distributed.local_device(device)
     if device.type == "cuda":
@@ -232,7 +232,7 @@ def join_group(config: Config, resuming: bool = False) -> tuple[Config, torch.de
             deterministic_cuda()
     if not distributed.launched():
         return config, device
-    distributed.init(config.dist_backend, device)
+    distributed.init(config.dist_backend, asked)
     size = distributed.world_size()
 
     def check_size() -> None:
@@ -349,8 +349,8 @@ def train(
             env_fn,
             callbacks,
         )
-        for line in (notice, budget_notice(config)):
-            if line:
+        for line in (notice, budget_notice(run.config)):
+            if line and distributed.is_main():  # once, not once per data-parallel process
                 print(line, file=sys.stderr)
         return learn(run)
 
@@ -361,14 +361,15 @@ def budget_notice(config: Config) -> str:
     steps = getattr(config, "num_runner_steps", None)
     if steps is None:
         return ""
-    rollout = steps * config.num_envs
+    rollout = steps * config.num_envs * config.nproc  # every data-parallel process's rollout
     total = -(-config.num_train_steps // rollout) * rollout  # whole rollouts
     if total <= 1.1 * config.num_train_steps:
         return ""
+    processes = f" x --nproc {config.nproc}" if config.nproc > 1 else ""
     return (
         f"derl: rollouts are {rollout:,} env steps (--num-envs {config.num_envs} x "
-        f"--num-runner-steps {steps}), so --num-train-steps {config.num_train_steps:,} takes "
-        f"{total:,}"
+        f"--num-runner-steps {steps}{processes}), so --num-train-steps "
+        f"{config.num_train_steps:,} takes {total:,}"
     )
 
 

@@ -106,6 +106,24 @@ def test_two_processes_keep_identical_parameters_for_every_algorithm(tmp_path):
         assert obs[0] is None or not torch.equal(obs[0], obs[1]), alg
         assert main["config"]["nproc"] == 2
         assert len(list(logdir.glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
+        # Epsilon's schedule and SAC's and TD3's random warm-up run on the steps of both ranks,
+        # as learning_starts does: on each rank's own, the warm-up would last twice as long.
+        for state in (main, other):
+            policy = state["state"]["policy"]
+            counts = [int(policy[k]) for k in ("steps", "steps_acted") if k in policy]
+            assert counts == ([] if alg in ("ppo", "a2c") else [steps]), alg
+
+
+def test_gradients_missing_on_some_ranks_average_as_zeros(tmp_path):
+    ok(torchrun("collectives", str(tmp_path), "-", "-"))
+    got = [torch.load(tmp_path / f"rank-{r}.pt") for r in range(2)]
+    for rank in got:  # rank 0's gradients are 1, rank 1's are 2; one missing counts as 0
+        grads = rank["grads"]
+        assert torch.equal(grads["a"], torch.full((3,), 1.5))
+        assert torch.equal(grads["b"], torch.full((3,), 0.5))
+        assert torch.equal(grads["c"], torch.full((3,), 1.0))
+        assert grads["d"] is None  # no rank had one: the optimizer skips it on every rank
+        assert rank["all_true"] == [False, True]
 
 
 def test_nproc_runs_share_one_logdir_with_every_ranks_episodes(tmp_path):

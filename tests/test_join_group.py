@@ -1,10 +1,14 @@
 """join_group on a CUDA device, checked without one: torch.cuda.set_device takes only an indexed
-device ("cuda:1" or 1), so a bare "cuda" must not reach it (it failed every GPU run once)."""
+device ("cuda:1" or 1), so a bare "cuda" must not reach it (it failed every GPU run once). And
+the choices a data-parallel run makes without a GPU: its backend, its exit status, its notices."""
 
+import pytest
 import torch
 
 import derl
-from derl.train import join_group
+from derl import distributed
+from derl.errors import UsageError
+from derl.train import budget_notice, join_group
 
 
 def test_a_bare_cuda_device_is_not_made_current(monkeypatch):
@@ -23,3 +27,42 @@ def test_a_bare_cuda_device_is_not_made_current(monkeypatch):
         config = derl.make_config("ppo", "CartPole-v1", device=name, deterministic=False)
         _, device = join_group(config)
         assert device == torch.device(name) and made_current == expected
+
+
+def test_processes_on_one_gpu_are_given_gloo_and_refused_nccl(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cuda, cuda0, cpu = torch.device("cuda"), torch.device("cuda:0"), torch.device("cpu")
+    assert distributed.backend_for("auto", cuda, 2) == "nccl"  # a GPU each
+    assert distributed.backend_for("auto", cuda, 3) == "gloo"  # more processes than GPUs
+    assert distributed.backend_for("auto", cuda0, 2) == "gloo"  # both on GPU 0
+    assert distributed.backend_for("auto", cuda0, 1) == "nccl"
+    assert distributed.backend_for("auto", cpu, 2) == "gloo"
+    with pytest.raises(UsageError, match="2 processes on cuda:0; use --device cuda"):
+        distributed.backend_for("nccl", cuda0, 2)
+
+
+@pytest.mark.parametrize(
+    "exitcodes,status",
+    [
+        ({0: 1, 1: 4}, 4),  # rank 1 could not write its checkpoint; rank 0 lost its peer
+        ({0: -15, 1: 4}, 4),  # ... or torchrun stopped rank 0 (SIGTERM)
+        ({0: 1, 1: -9}, 137),  # rank 1 was killed (the OOM killer)
+        ({0: 1, 1: -15}, 1),  # rank 0 failed first; torchrun stopped rank 1
+        ({0: 2, 1: 2}, 2),  # a refusal every rank shares
+        ({0: -15, 1: -15}, 143),  # the whole group was stopped
+    ],
+)
+def test_a_failed_data_parallel_run_exits_with_the_cause(exitcodes, status):
+    assert distributed.failed_status(exitcodes) == status
+
+
+def test_the_budget_notice_counts_every_process():
+    # PPO CartPole: rollouts of 8 envs x 32 steps, 256 env steps; 768 is 3 whole rollouts. With
+    # 2 processes a rollout is 512 env steps, and 768 takes 1,024.
+    assert budget_notice(derl.make_config("ppo", "CartPole-v1", num_train_steps=768)) == ""
+    config = derl.make_config("ppo", "CartPole-v1", num_train_steps=768, nproc=2)
+    assert budget_notice(config) == (
+        "derl: rollouts are 512 env steps (--num-envs 8 x --num-runner-steps 32 x --nproc 2), "
+        "so --num-train-steps 768 takes 1,024"
+    )

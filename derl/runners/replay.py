@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from derl import distributed
 from derl.errors import UsageError
 from derl.returns import nstep_returns
 from derl.runners.sum_tree import SumTree, importance_weights
@@ -421,6 +422,7 @@ class ExperienceReplay(RunnerWrapper):
         self.device = torch.device(device)
         self.last_indices: np.ndarray | None = None
         self.save_buffer = save_buffer  # checkpoints hold the replay too (large for Atari)
+        self.has_data = False
 
     @property
     def beta(self) -> float:
@@ -430,13 +432,23 @@ class ExperienceReplay(RunnerWrapper):
     def __iter__(self) -> Iterator[Batch]:
         for rollout in self.runner:
             self.storage.add_rollout(rollout)
-            if self.step_count < self.learning_starts or self.storage.tree.total == 0:
+            if self.step_count < self.learning_starts or not self.filled():
                 continue  # a resumed run without its saved buffer refills it first
             # Uniform replay draws a round's batches at once (one gather instead of one per
             # update); prioritized replay draws each after the last one's priority update.
             per_draw = 1 if self.alpha > 0 else self.updates_per_rollout
             for _ in range(self.updates_per_rollout // per_draw):
                 yield from self.sample(per_draw)
+
+    def filled(self) -> bool:
+        """Whether the replay holds a transition to sample, on every data-parallel rank. Ranks
+        that decided apart would make different numbers of updates and pair their gradient
+        all-reduces wrongly: with n-step returns, a rank's first transition is stored once n steps
+        have passed or an episode has ended, which differs between ranks in a resumed run that
+        refills its buffer. Once true, it stays true: the replay never empties."""
+        if not self.has_data:
+            self.has_data = distributed.all_true(self.storage.tree.total > 0)
+        return self.has_data
 
     def sample(self, count: int = 1) -> Iterator[Batch]:
         """Yields `count` batches from one draw of `count * batch_size` transitions."""
