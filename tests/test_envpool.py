@@ -93,12 +93,19 @@ def test_atari_matches_the_gymnasium_path():
     reference.close()
     obs, _ = env.reset(seed=0)
     assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+    assert (obs == obs[:, :1]).all()  # a stack starts from the first frame, 4 times
     rng = np.random.default_rng(0)
     terminals, clipped = np.zeros(2, int), np.zeros(2)
     while True:
+        last = obs
         obs, rewards, terminated, truncated, info = env.step(rng.integers(4, size=2))
         assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
         assert set(np.unique(rewards)) <= {-1.0, 0.0, 1.0}
+        for i in range(2):
+            if terminated[i] or truncated[i]:  # a lost life or game over: a stack starts again
+                assert (obs[i] == obs[i, :1]).all()
+            else:  # the stack moves on by one frame
+                assert np.array_equal(obs[i, :3], last[i, 1:])
         clipped += rewards
         terminals += terminated
         if "final_info" in info:
@@ -120,16 +127,31 @@ def test_sticky_actions_follow_the_id():
     assert name == "Pong-v5" and kwargs["repeat_action_probability"] == 0.0
 
 
+def test_every_atari_game_has_its_envpool_name():
+    from derl.env.envpool import task
+
+    available = envpool.list_all_envs()
+    # EnvPool names a game by its ROM: "tic_tac_toe_3d" is TicTacToe3d, not the id's TicTacToe3D
+    assert task("ALE/TicTacToe3D-v5", "atari", None, available)[0] == "TicTacToe3d-v5"
+    assert task("BreakoutNoFrameskip-v4", "atari", None, available)[0] == "Breakout-v5"
+    # A wheel without some envs (benchmarks/gpu/trim_envpool.py keeps Atari and classic control)
+    with pytest.raises(UsageError, match="this EnvPool has no Pong-v5 for 'ALE/Pong-v5'; use"):
+        task("ALE/Pong-v5", "atari", None, ["CartPole-v1"])
+    with pytest.raises(UsageError, match="'Hopper-v5' is not in this EnvPool"):
+        task("Hopper-v5", "mujoco", None, ["CartPole-v1"])
+
+
 @pytest.mark.parametrize(
     "env_id, message",
     [
         ("Humanoid-v4", "is not known to match gymnasium's"),
         ("Reacher-v5", "is not known to match gymnasium's"),
-        ("FrozenLake-v1", "is not in EnvPool"),
+        ("FrozenLake-v1", "is not covered by derl's EnvPool backend"),
+        ("CartPole-v1 --seed 3000000000", "Seed should be in range of int32"),
     ],
 )
 def test_ids_envpool_lacks_are_refused(env_id, message, tmp_path, capsys):
-    argv = ["ppo", "--env-id", env_id, "--vectorization", "envpool"]
+    argv = ["ppo", "--env-id", *env_id.split(), "--vectorization", "envpool"]
     assert main([*argv, "--logdir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "--vectorization sync" in err

@@ -13,10 +13,14 @@ What this adapter adds on top of `envpool.make(..., env_type="gymnasium")`:
   4 stacked frames, FIRE on reset, at most 27,000 agent steps (EnvPool's own preprocessing, with
   the settings of the gymnasium id's spec: sticky actions for `ALE/*-v5`, none for
   `*NoFrameskip-v4`). A lost life ends the episode for learning (terminated) while the game goes
-  on; EnvPool's own `episodic_life` would restart the whole game on a subset reset. Rewards are
-  clipped to their sign for learning, and the episode statistics hold the true game score.
-  One difference: after a lost life derl's gymnasium path presses FIRE inside the reset, here
-  the game simply continues and the agent presses FIRE itself.
+  on, and the frame stack starts again from the newest frame, as the gymnasium path's stack does
+  at its reset after a lost life and as the replay rebuilds stacks (so this adapter stacks the
+  frames itself: EnvPool's stack runs on across lives). Kept out of EnvPool's `episodic_life`
+  so that the episode statistics span the whole game. Rewards are clipped to their sign for
+  learning, and the episode statistics hold the true game score. A game that ends on the last
+  allowed step is terminated (EnvPool reports only truncated there). One difference: after a
+  lost life derl's gymnasium path presses FIRE inside the reset, here the game simply continues
+  and the agent presses FIRE itself.
 - **MuJoCo only where EnvPool matches gymnasium**: `MUJOCO_IDS` lists the ids whose model,
   observation and reward agree with gymnasium's to within 1e-4 over their first steps from the
   same noiseless start (tests/test_envpool.py re-checks every one); any other MuJoCo id is refused.
@@ -31,6 +35,7 @@ episodes than the gymnasium path.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import gymnasium as gym
@@ -83,13 +88,22 @@ def import_envpool():
     return envpool
 
 
-def task(env_id: str, fam: str, env_kwargs: dict | None) -> tuple[str, dict]:
-    """EnvPool's task id and make() kwargs for gymnasium id `env_id`, or a UsageError."""
+def task(
+    env_id: str, fam: str, env_kwargs: dict | None, available: Collection[str] | None = None
+) -> tuple[str, dict]:
+    """EnvPool's task id and make() kwargs for gymnasium id `env_id`, or a UsageError.
+    `available`: EnvPool's ids (envpool.list_all_envs()), where a wheel may lack some."""
     name = env_id.split(":")[-1]
     kwargs = dict(env_kwargs or {})
     if fam == "atari":
         spec = gym.spec(name)
-        game = name.split("/")[-1].split("-")[0].removesuffix("NoFrameskip")
+        # EnvPool names a game by its ROM, each part capitalised: tic_tac_toe_3d, TicTacToe3d-v5
+        game = "".join(part.capitalize() for part in str(spec.kwargs["game"]).split("_"))
+        if available is not None and f"{game}-v5" not in available:
+            raise UsageError(
+                f"--vectorization envpool: this EnvPool has no {game}-v5 for {name!r}; use "
+                "--vectorization sync or async for it"
+            )
         unknown = sorted(set(kwargs) - set(ATARI_KWARGS))
         if unknown:
             raise UsageError(
@@ -102,7 +116,7 @@ def task(env_id: str, fam: str, env_kwargs: dict | None) -> tuple[str, dict]:
             reward_clip=False,  # clipped in step(), after the true score is counted
             noop_max=30,
             frame_skip=4,
-            stack_num=4,
+            stack_num=1,  # stacked in EnvPoolVectorEnv, which starts a stack at a lost life
             img_height=84,
             img_width=84,
             gray_scale=True,
@@ -110,9 +124,14 @@ def task(env_id: str, fam: str, env_kwargs: dict | None) -> tuple[str, dict]:
             max_episode_steps=MAX_AGENT_STEPS,
         )
         return f"{game}-v5", settings
-    allowed = CLASSIC_IDS + MUJOCO_IDS
+    allowed = tuple(i for i in CLASSIC_IDS + MUJOCO_IDS if available is None or i in available)
     if name not in allowed:
-        what = "is not known to match gymnasium's" if fam == "mujoco" else "is not in EnvPool"
+        if name in CLASSIC_IDS + MUJOCO_IDS:
+            what = "is not in this EnvPool"  # a trimmed wheel (benchmarks/gpu/trim_envpool.py)
+        elif fam == "mujoco":
+            what = "is not known to match gymnasium's"
+        else:
+            what = "is not covered by derl's EnvPool backend"
         raise UsageError(
             f"--vectorization envpool: {name!r} {what} (EnvPool covers {', '.join(allowed)} "
             "and the Atari games); use --vectorization sync or async for it"
@@ -136,7 +155,7 @@ class EnvPoolVectorEnv(VectorEnv):
         num_threads: int = 0,
     ):
         self.envpool = import_envpool()
-        self.task, self.kwargs = task(env_id, fam, env_kwargs)
+        self.task, self.kwargs = task(env_id, fam, env_kwargs, self.envpool.list_all_envs())
         self.atari = fam == "atari"
         self.num_envs, self.num_threads = num_envs, num_threads
         self.single_observation_space = single_observation_space
@@ -148,6 +167,9 @@ class EnvPoolVectorEnv(VectorEnv):
         self.lengths = np.zeros(num_envs, dtype=np.int64)
         self.starts = np.zeros(num_envs)
         self.lives = np.zeros(num_envs, dtype=np.int64)
+        # Atari's stacks of the newest 4 frames, oldest first, [num_envs, 4, 84, 84]
+        stack_shape = single_observation_space.shape if self.atari else None
+        self.frames = np.zeros((num_envs, *(stack_shape or ())), np.uint8)
 
     def make_pool(self, seed: int):
         try:
@@ -159,8 +181,12 @@ class EnvPoolVectorEnv(VectorEnv):
                 num_threads=self.num_threads,
                 **self.kwargs,
             )
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise UsageError(f"EnvPool cannot make {self.task} with {self.kwargs}: {exc}") from None
+        except (TypeError, ValueError, RuntimeError, AssertionError, KeyError) as exc:
+            # an env kwarg EnvPool names otherwise, a seed out of its int32 range
+            raise UsageError(
+                f"EnvPool cannot make {self.task} with {self.kwargs} and seed {seed} "
+                f"({str(exc).strip() or type(exc).__name__}); use --vectorization sync or async"
+            ) from None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         # EnvPool seeds its envs when the pool is built (env i gets seed + i), so a new seed
@@ -173,7 +199,17 @@ class EnvPoolVectorEnv(VectorEnv):
         self.returns[:], self.lengths[:], self.starts[:] = 0, 0, time.perf_counter()
         if self.atari:
             self.lives[:] = info["lives"]
+            obs = self.stack(obs, restart=np.ones(self.num_envs, bool))
         return obs, {}
+
+    def stack(self, obs: np.ndarray, restart: np.ndarray) -> np.ndarray:
+        """The newest frames `obs` [num_envs, 1, 84, 84] pushed onto the stacks; the envs in
+        `restart` start theirs from it (all 4 frames), as FrameStackObservation does at a reset.
+        A copy: the runner keeps observations."""
+        self.frames[:, :-1] = self.frames[:, 1:]
+        self.frames[:, -1:] = obs
+        self.frames[restart] = obs[restart]  # broadcast over the 4 frames
+        return self.frames.copy()
 
     def step(self, actions):
         obs, rewards, terminated, truncated, info = self.pool.step(np.asarray(actions))
@@ -183,19 +219,28 @@ class EnvPoolVectorEnv(VectorEnv):
         self.lengths += 1
         game_over = terminated | truncated
         if self.atari:
+            # A game that ends on the step that reaches the time limit is over, not cut short:
+            # EnvPool says truncated alone there, and info["terminated"] is the game's own end.
+            terminated = terminated | np.asarray(info["terminated"], bool)
             lives = info["lives"]
-            terminated = terminated | ((lives < self.lives) & (lives > 0))  # a life lost
+            life_lost = (lives < self.lives) & (lives > 0)
+            terminated = terminated | life_lost
             self.lives = lives.astype(np.int64)
             rewards = np.sign(rewards)
+            obs = self.stack(obs, restart=life_lost)
         out_info: dict[str, Any] = {}
         done = np.flatnonzero(game_over)
         if done.size:
             out_info = self.finish(done, obs)
             reset_obs, reset_info = self.pool.reset(done)
-            obs = obs.copy()
-            obs[done] = reset_obs
             if self.atari:
                 self.lives[done] = reset_info["lives"]
+                # the finished envs' stacks start again from their first frame
+                self.frames[done] = reset_obs
+                obs[done] = self.frames[done]
+            else:
+                obs = obs.copy()
+                obs[done] = reset_obs
         return obs, rewards, terminated, truncated, out_info
 
     def finish(self, done: np.ndarray, obs: np.ndarray) -> dict:
