@@ -105,6 +105,13 @@ def compile_alg(alg: Any, device: torch.device, logger: Any = None) -> None:
 
     policy = alg.runner.policy
     if hasattr(alg, "loss_fn"):  # Alg: PPO, A2C, DQN
+        # A scheduled float (PPO's annealed clip range) would be a constant of the compiled
+        # graph, compiled again at every new value until torch gives up after 8 and runs the
+        # loss eagerly: as a 0-d tensor it is an input, which apply_schedules updates in place.
+        for name in alg.schedules:
+            if name != "lr":  # the optimizer's, not the loss's
+                value = float(getattr(alg.loss, name))
+                setattr(alg.loss, name, torch.tensor(value, dtype=torch.float32, device=device))
         alg.loss_fn = Timed(alg.loss, "the loss", report, mode=mode)
         if isinstance(policy, ActorCriticPolicy) and device.type == "cuda":  # see above
             policy.act = Timed(policy.act, "acting", report, mode=mode)  # type: ignore[method-assign]

@@ -16,8 +16,15 @@ def compiled_run(tmp_path, capsys, alg: str, env_id: str, steps: int):
 
 
 def test_ppo_compiles_trains_and_reports_the_compile_time(tmp_path, capsys, one_thread):
+    from torch._dynamo.utils import counters
+
+    counters.clear()
     logdir, err = compiled_run(tmp_path, capsys, "ppo", "CartPole-v1", 2048)
     assert "compiled the loss in" in err
+    # The preset anneals the clip range: a graph input, not a constant compiled again for
+    # each of the 8 rollouts' values.
+    assert derl.make_config("ppo", "CartPole-v1").anneal_clip_range
+    assert counters["stats"]["unique_graphs"] == 1
     assert "compiled acting in" not in err  # on the CPU acting stays eager (derl.compile)
     agent = derl.load(logdir)  # an eager agent: the state dict has the usual names
     assert agent.config.compile

@@ -398,3 +398,46 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["result"].stopped_by in ("StopOnReward", "")
     assert (tmp_path / "runs" / "mine" / "config.json").exists()
+
+
+class Bytes(gym.Env):
+    """A 1-D uint8 observation, as ALE's RAM: the step count, 8 times; reward = the action."""
+
+    observation_space = gym.spaces.Box(0, 255, (8,), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(8, np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full(8, self.t, np.uint8), float(action), self.t >= 20, False, {}
+
+
+class BoxBytes(Bytes):
+    """Bytes with a continuous action, for SAC: reward = the action."""
+
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(0)
+        return obs, float(action[0]), terminated, truncated, info
+
+
+@pytest.mark.parametrize("alg,env_fn", [("dqn", Bytes), ("sac", BoxBytes)])
+def test_a_uint8_vector_observation_trains_from_replay(alg, env_fn, tmp_path):
+    """Only images stay uint8 in the replay: a uint8 vector reaches the MLP as floats, as the
+    runner hands it over (it once failed at the first update with a dtype error)."""
+    config = derl.make_config(
+        alg,
+        "Bytes",
+        family="classic",
+        logdir=str(tmp_path / alg),
+        num_train_steps=300,
+        learning_starts=100,
+        eval_every=0,
+    )
+    result = derl.train(config, progress=False, env_fn=env_fn)
+    assert result.env_steps >= 300

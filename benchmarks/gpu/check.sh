@@ -33,7 +33,7 @@ cat "$OUT/env.txt"
 MODE=${1:-all}
 # The compile test last and alone: on 2026-12-04 (torch 2.11, H200) it failed and the tests after
 # it ran out of time; pytest-timeout (in the image) caps each test so one hang takes one slot.
-PYTEST="python3 -m pytest -m gpu -v -rfE --tb=short --timeout 60 -p no:cacheprovider tests/test_gpu.py"
+PYTEST="python3 -m pytest -m gpu -v -rfE --tb=short --timeout 60 -p no:cacheprovider tests/test_gpu.py tests/test_replay.py"
 [ "$MODE" = bench ] || {
     timeout 170 $PYTEST -k "not compile"
     timeout 60 $PYTEST -k compile

@@ -92,6 +92,8 @@ class Alg(Algorithm):
             if name == "lr":
                 for group in self.optimizer.param_groups:
                     group["lr"] = value
+            elif isinstance(current := getattr(self.loss, name), torch.Tensor):
+                current.fill_(value)  # --compile: an input of the compiled graph (derl.compile)
             else:
                 setattr(self.loss, name, value)
         return values

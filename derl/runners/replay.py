@@ -28,6 +28,7 @@ import torch
 
 from derl import distributed
 from derl.errors import UsageError
+from derl.models import is_image
 from derl.returns import nstep_returns
 from derl.runners.sum_tree import SumTree, importance_weights
 from derl.runners.wrappers import RunnerWrapper
@@ -107,7 +108,9 @@ class ReplayStorage:
         specs = {
             "obs": (
                 shape[1:] if self.frame_stack else shape,
-                torch.uint8 if observation_space.dtype == np.uint8 else torch.float32,
+                # as the runner hands them to the networks: uint8 frames, floats for the rest
+                # (a uint8 vector, such as ALE's RAM, goes into an MLP as floats)
+                torch.uint8 if is_image(observation_space) else torch.float32,
             ),
             "action": (action.shape, torch.long if action.dtype.kind in "iu" else torch.float32),
             "reward": ((), torch.float32),
@@ -355,7 +358,7 @@ class ReplayStorage:
         priorities = self.tree.priorities(np.arange(len(self.tree)))
         held = np.flatnonzero(priorities)
         return {
-            "columns": {name: c[:, :rows].cpu() for name, c in self.columns.items()},
+            "columns": {name: _rows_on_host(c, rows) for name, c in self.columns.items()},
             "flags": {name: getattr(self, name)[:, :rows].copy() for name in _FLAGS},
             "counters": {name: getattr(self, name).copy() for name in _COUNTERS},
             "held": held,
@@ -368,7 +371,8 @@ class ReplayStorage:
     def load_state_dict(self, state: dict) -> None:
         """Refills a fresh storage of the same capacity from `state_dict()`."""
         for name, values in state["columns"].items():
-            self.columns[name][:, : values.shape[1]] = values.to(self.device)
+            for env, rows in enumerate(values):  # an env at a time: no second copy of a column
+                self.columns[name][env, : len(rows)].copy_(rows)
         for name, values in state["flags"].items():
             getattr(self, name)[:, : values.shape[1]] = values
         for name, values in state["counters"].items():
@@ -477,3 +481,13 @@ class ExperienceReplay(RunnerWrapper):
         if self.alpha > 0 and self.last_indices is not None:
             priorities = (td_errors.detach().abs().cpu().numpy() + self.eps) ** self.alpha
             self.storage.update_priorities(self.last_indices, priorities)
+
+
+def _rows_on_host(column: torch.Tensor, rows: int) -> torch.Tensor:
+    """The first `rows` rows of every env of `column` [envs, capacity, ...], in a CPU tensor of
+    their own: torch.save writes a view's whole storage (the full capacity), and slicing a GPU
+    column across envs would first copy it on the GPU. An env's rows are one contiguous block."""
+    out = torch.empty((column.shape[0], rows, *column.shape[2:]), dtype=column.dtype)
+    for env in range(column.shape[0]):
+        out[env].copy_(column[env, :rows])
+    return out
