@@ -135,9 +135,11 @@ class Suite:
 
     def __init__(self, spec: Spec, jobs: int):
         self.spec, self.jobs = spec, jobs
-        self.csv_lock, self.print_lock = threading.Lock(), threading.Lock()
+        # RLock: terminate() prints from a signal handler, maybe while this thread prints
+        self.csv_lock, self.print_lock = threading.Lock(), threading.RLock()
         self.stopping = threading.Event()  # Ctrl-C: start no further process
         self.children: list[subprocess.Popen] = []
+        self.signalled: set[int] = set()  # children sent their one SIGINT
 
     def say(self, message: str) -> None:
         with self.print_lock:
@@ -146,13 +148,20 @@ class Suite:
     def terminate(self, signum: int, frame: object) -> None:
         """SIGTERM (a scheduler, `timeout`, `kill PID`) stops the suite as Ctrl-C does: one
         SIGINT to each run, which writes a checkpoint and stops. Ctrl-C reaches the runs from
-        the terminal itself (they share the suite's process group); SIGTERM reaches only the
-        suite, which would otherwise wait for whole runs to end."""
-        self.stopping.set()
-        self.say("suite: terminated; the runs write their checkpoints and stop")
+        the terminal itself (they share the suite's process group); SIGTERM to the suite alone
+        reaches only the suite, which would otherwise wait for whole runs to end. (SIGTERM to
+        the whole group reaches the runs too: derl stops at a checkpoint on either signal, and
+        takes a second one of them as the first.) Once per run, however often it comes."""
+        if not self.stopping.is_set():
+            self.stopping.set()
+            self.say("suite: terminated; the runs write their checkpoints and stop")
         for proc in list(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+            self.interrupt(proc)
+
+    def interrupt(self, proc: subprocess.Popen) -> None:
+        if proc.pid not in self.signalled and proc.poll() is None:
+            self.signalled.add(proc.pid)
+            proc.send_signal(signal.SIGINT)
 
     def run_all(self, runs: list[Run]) -> int:
         outcomes: dict[str, list[str]] = {}
@@ -179,7 +188,15 @@ class Suite:
         return 1 if set(outcomes) & {"failed", "busy", "conflict"} else 0
 
     def run_one(self, run: Run) -> str:
-        """Train (start or resume) and evaluate one run; returns what happened to it."""
+        """Train (start or resume) and evaluate one run; returns what happened to it. An error
+        of the suite's own (a full disk, a damaged record) fails this run, not the others."""
+        try:
+            return self.try_run(run)
+        except Exception as exc:  # noqa: BLE001 (said in one line, and the run is 'failed')
+            self.say(f"failed   {run.name}: {type(exc).__name__}: {exc}")
+            return "failed"
+
+    def try_run(self, run: Run) -> str:
         if self.stopping.is_set():
             return "interrupted"
         lock = try_lock(run.logdir)
@@ -211,7 +228,7 @@ class Suite:
         proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), pass_fds=(lock,), **kw)
         self.children.append(proc)
         if self.stopping.is_set():  # SIGTERM came while it started
-            proc.send_signal(signal.SIGINT)
+            self.interrupt(proc)
         return proc
 
     def train(self, run: Run, lock: int, resume: bool) -> str:
@@ -240,7 +257,8 @@ class Suite:
                 except subprocess.TimeoutExpired:
                     save_json(wall_path, {**wall, "seconds": base + time.monotonic() - start})
         save_json(wall_path, {**wall, "seconds": base + time.monotonic() - start})
-        if returncode in (130, -2):  # SIGINT: derl wrote a checkpoint and stopped
+        if returncode in (130, -2) or (self.stopping.is_set() and returncode == -signal.SIGTERM):
+            # derl wrote a checkpoint and stopped (130); killed by a signal while stopping
             self.say(f"stopped  {run.name}")
             return "interrupted"
         if returncode != 0:
@@ -285,13 +303,18 @@ class Suite:
             "best_mean": "" if result["best_mean"] is None else f"{result['best_mean']:.2f}",
             "best_step": result["best_step"] or "",
             "threshold": "" if run.threshold is None else run.threshold,
-            "solved": "" if run.threshold is None else ("yes" if final >= run.threshold else "no"),
+            # judged on the mean as the CSV and the report write it (2 decimals)
+            "solved": "" if run.threshold is None else solved(round(final, 2), run.threshold),
             "git_commit": " ".join(commits),
             "derl": result["derl"],
             "torch": result["torch"],
             "gymnasium": result["gymnasium"],
             "date": datetime.now().isoformat(timespec="seconds"),
         }
+
+
+def solved(final: float, threshold: float) -> str:
+    return "yes" if final >= threshold else "no"
 
 
 def last_line(path: Path) -> str:
@@ -365,6 +388,10 @@ def parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A suite started in the background by a script (`cmd &`) inherits SIGINT ignored, and its
+    # runs would too: they could not be stopped while they start or evaluate.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = parser().parse_args(argv)
         if args.command == "evaluate":

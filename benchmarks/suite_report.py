@@ -87,8 +87,10 @@ def markdown(
         "",
         f"Written by `python benchmarks/suite.py report {rel(spec.path)}` from `{rel(spec.csv)}` "
         f"on {datetime.now():%Y-%m-%d}. Final eval: the agent at the end of training, "
-        f"{EVAL_EPISODES} deterministic episodes (mean per seed), then mean ± std over seeds; "
-        "best eval: the same for `best.pt`, the agent of the best evaluation during training. "
+        f"{EVAL_EPISODES} deterministic episodes (mean per seed), then mean ± std over seeds "
+        "(the population std, numpy's default, as for the episodes in the CSV); "
+        "best eval: the same for `best.pt`, the agent of the best evaluation during training "
+        "(on the episodes that picked it, so an optimistic figure). "
         "Solved: the seeds whose final eval reaches the threshold. Published figures are "
         "other libraries' results under their own protocols (in brackets): a guide, not a "
         "like-for-like comparison.",

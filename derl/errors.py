@@ -1,8 +1,9 @@
 """derl's errors: the CLI prints the message on one line and exits with the class's status.
 
 0 done, 2 bad input, 3 non-finite values in training, 4 a checkpoint that could not be written,
-130 Ctrl-C (a checkpoint was written). Scripts can tell "fix the command" (2) from "the run
-diverged" (3) and "free some disk space, then `derl resume`" (4).
+130 stopped by Ctrl-C or SIGTERM (a checkpoint was written: `derl resume` continues). Scripts
+can tell "fix the command" (2) from "the run diverged" (3) and "free some disk space, then
+`derl resume`" (4).
 """
 
 

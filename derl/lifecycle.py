@@ -5,6 +5,7 @@ user's callbacks (derl.callbacks) told of each event."""
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +62,8 @@ class Lifecycle:
         if schedule:
             self.last_eval, self.last_video = schedule["last_eval"], schedule["last_video"]
         self.stop_requested, self.stop_after = False, stop_after
-        self.sigint = False  # Ctrl-C pressed; acted on at once, or once the ranks agree
+        self.sigint = False  # Ctrl-C or SIGTERM; acted on at once, or once the ranks agree
+        self.ctrl_c = False  # a SIGINT came: a second one quits at once
         # A callback's stop (`vote`) stops a single process at once; data-parallel ranks stop
         # together at their next exchange. Callbacks run on rank 0 only.
         self.callbacks, self.vote, self.stopped_by = list(callbacks), "", ""
@@ -262,14 +264,21 @@ class Lifecycle:
         self.logger.video("eval/video", frames, fps, step)
 
     def on_sigint(self, signum, frame) -> None:
-        if self.sigint:  # pressed twice: stop now
+        """Ctrl-C (SIGINT) or SIGTERM (a scheduler, `timeout`, a kill of the process group):
+        stop after this update with a checkpoint. A second Ctrl-C quits at once; SIGTERM never
+        does, since a process group's kill may bring it beside a SIGINT, or twice."""
+        if signum == signal.SIGINT and self.ctrl_c:  # pressed twice: stop now
             raise KeyboardInterrupt
+        self.ctrl_c = self.ctrl_c or signum == signal.SIGINT
+        if self.sigint:
+            return  # stopping already
         self.sigint = True
         if self.exchange is None:
             self.stop_requested = True
         elif not distributed.is_main():
             return  # rank 0 says it once
+        how = "Ctrl-C again to quit now" if signum == signal.SIGINT else "SIGTERM"
         print(
-            "\nderl: stopping after this update to write a checkpoint (Ctrl-C again to quit now)",
+            f"\nderl: stopping after this update to write a checkpoint ({how})",
             file=sys.stderr,
         )

@@ -276,6 +276,10 @@ def learn(run: Run) -> TrainResult:
     interrupted, stopped_by = False, ""
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, lifecycle.on_sigint) if in_main else None
+    # SIGTERM too, in a single process: under torchrun, which sends it to the survivors when a
+    # rank fails, they would wait at their next collective instead of stopping.
+    catch_term = in_main and not distributed.launched()
+    previous_term = signal.signal(signal.SIGTERM, lifecycle.on_sigint) if catch_term else None
     try:
         alg.learn(run.logger, lifecycle.on_update if lifecycle.callbacks else None)
         lifecycle.finish(alg.runner.step_count)
@@ -295,6 +299,8 @@ def learn(run: Run) -> TrainResult:
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous)
+        if catch_term:
+            signal.signal(signal.SIGTERM, previous_term)
         run.logger.flush()  # build() put the closing on the run's cleanup
     lifecycle.emit("on_training_end", alg.runner.step_count)
     return TrainResult(

@@ -136,13 +136,24 @@ def test_sigkill_at_any_moment_resumes_and_finishes(tmp_path, delay):
     assert not list((logdir / "checkpoints").glob(".tmp-*"))
 
 
-def test_sigint_writes_a_loadable_checkpoint_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize(
+    "signals",
+    [
+        [signal.SIGINT],
+        # a kill of the process group (`timeout`, a scheduler, the benchmark suite, which also
+        # passes a SIGINT on): checkpoint and stop, not quit at once
+        [signal.SIGTERM, signal.SIGINT, signal.SIGTERM],
+    ],
+)
+def test_sigint_writes_a_loadable_checkpoint_and_exits_cleanly(tmp_path, signals):
     logdir = tmp_path / "run"
     proc = start_training(logdir)
     wait_for_checkpoint(logdir, proc)
-    proc.send_signal(signal.SIGINT)
+    for signum in signals:
+        proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    assert err.count("derl: stopping after this update to write a checkpoint") == 1
     assert "Traceback" not in err
     newest = checkpoint.list_checkpoints(logdir)[-1]
     state = checkpoint.load(newest)

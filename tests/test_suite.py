@@ -271,10 +271,12 @@ def test_a_finished_suite_runs_nothing_again(finished, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "2 done of 2 runs"
 
 
-def test_sigterm_to_the_suite_alone_stops_its_runs_at_a_checkpoint(tmp_path):
-    """`kill PID` (or a scheduler's SIGTERM) reaches the suite but not its runs: it passes them
-    one SIGINT each, so they write a checkpoint and stop, and the suite exits 130 at once
-    instead of waiting for whole runs."""
+@pytest.mark.parametrize("group", [False, True])
+def test_sigterm_to_the_suite_alone_stops_its_runs_at_a_checkpoint(tmp_path, group):
+    """`kill PID` reaches the suite but not its runs: it passes them one SIGINT each, so they
+    write a checkpoint and stop, and the suite exits 130 at once instead of waiting for whole
+    runs. `timeout` and schedulers signal the whole process group, `timeout` twice: the runs
+    get SIGTERM themselves besides the suite's SIGINT, and still stop at a checkpoint."""
     spec = tmp_path / "long.toml"
     spec.write_text(
         TINY.format(root=tmp_path / "runs", csv=tmp_path / "results.csv", seeds=[0]).replace(
@@ -282,14 +284,22 @@ def test_sigterm_to_the_suite_alone_stops_its_runs_at_a_checkpoint(tmp_path):
         )
     )
     cmd = [sys.executable, str(BENCHMARKS / "suite.py"), "run", str(spec)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     wait_for_a_checkpoint(tmp_path / "runs", proc)
-    proc.send_signal(signal.SIGTERM)
+    if group:
+        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "terminated" in out and not (tmp_path / "results.csv").exists()
     logdir = tmp_path / "runs" / "CartPole-v1" / "ppo-seed0"
-    assert "derl resume" in (logdir / "suite.log").read_text()  # derl's Ctrl-C line
+    log = (logdir / "suite.log").read_text()
+    assert log.count("derl: stopping after this update to write a checkpoint") == 1
+    assert "derl resume" in log  # derl's last line: stopped, resume with ...
     wait_for_the_locks(tmp_path / "runs")
     assert suite.newest_step(logdir) < 2_000_000
 
