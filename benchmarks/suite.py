@@ -22,7 +22,8 @@ Every command also takes --root and --csv, which replace the spec's. The spec (r
 Runs go in spec order, [[run]] by [[run]], env by env, seed by seed. A run's logdir is
 ROOT/<env id>/<alg>-seed<seed>; its output goes to LOGDIR/suite.log. For each run:
 
-- a CSV row with the same alg, env, seed and num_train_steps: skipped, it is done;
+- a CSV row with the same alg, env, seed and num_train_steps: skipped, it is done (unless its
+  logdir holds a run of other settings, the spec's flags or a preset changed since: conflict);
 - no config.json in its logdir: started as a fresh process, `derl <alg> --env-id ENV --seed S
   --threads 1 --eval-every E --checkpoint-minutes M --logdir DIR [--num-train-steps N] [flags]`;
 - a config.json but no row: continued with `derl resume DIR --checkpoint-minutes M` (a run

@@ -293,12 +293,17 @@ def config_conflict(run: Run) -> str | None:
 def run_state(run: Run, rows: list[dict]) -> tuple[str, str]:
     """(state, detail): done, trained (not yet evaluated), partial, new, or conflict."""
     row = next((r for r in rows if run.matches(r)), None)
+    started = (run.logdir / "config.json").exists()
+    # A row matches on alg, env, seed and budget; the logdir, where this checkout has it, also
+    # tells whether the spec's flags or the presets changed since (the row is stale then).
+    conflict = config_conflict(run) if started else None
     if row is not None:
+        if conflict:
+            return "conflict", f"its CSV row was trained with other settings: {conflict}"
         best = f", best {row['best_mean']}" if row["best_mean"] else ""
         return "done", f"final {row['final_mean']} ± {row['final_std']}{best}"
-    if not (run.logdir / "config.json").exists():
+    if not started:
         return "new", "not started"
-    conflict = config_conflict(run)
     if conflict:
         return "conflict", conflict
     step = newest_step(run.logdir)

@@ -271,6 +271,18 @@ def test_a_finished_suite_runs_nothing_again(finished, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "2 done of 2 runs"
 
 
+def test_a_row_whose_run_had_other_flags_is_a_conflict_not_done(finished, capsys):
+    folder, spec, killed, output = finished
+    edited = folder / "edited.toml"  # the same runs and CSV, one flag changed since
+    edited.write_text(spec.read_text().replace('"--num-epochs", "2"', '"--num-epochs", "3"'))
+    before = (folder / "results.csv").read_bytes()
+    assert suite.main(["run", str(edited), "--only", "seed0"]) == 1
+    out = capsys.readouterr().out
+    assert "conflict CartPole-v1/ppo-seed0: its CSV row was trained with other settings" in out
+    assert "num_epochs=2; the spec asks for num_epochs=3" in out
+    assert (folder / "results.csv").read_bytes() == before  # nothing trained, nothing written
+
+
 @pytest.mark.parametrize("group", [False, True])
 def test_sigterm_to_the_suite_alone_stops_its_runs_at_a_checkpoint(tmp_path, group):
     """`kill PID` reaches the suite but not its runs: it passes them one SIGINT each, so they
