@@ -104,6 +104,23 @@ def backend_for(requested: str, device: torch.device, nproc: int) -> str:
     return "gloo"
 
 
+def checked_device(name: str, flag: str) -> torch.device:
+    """The device `name` (cpu, cuda, cuda:N) when torch has it here, else a UsageError naming
+    `flag` (--device, --buffer-device): not CUDA's own "invalid device ordinal" mid-build."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"{flag} {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type != "cuda":
+        return device
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus == 0:
+        raise UsageError(f"{flag} {name} asked for, but torch sees no CUDA device; use {flag} cpu")
+    if device.index is not None and device.index >= gpus:
+        raise UsageError(f"{flag} {name}: torch sees {gpus} GPU(s) here, cuda:0 to cuda:{gpus - 1}")
+    return device
+
+
 def local_device(device: torch.device) -> torch.device:
     """Each process on a machine gets its own GPU (LOCAL_RANK), or shares them in turn; an
     indexed one ("cuda:K") is every process's."""

@@ -39,9 +39,7 @@ if TYPE_CHECKING:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
+    return distributed.checked_device(name, "--device")
 
 
 def default_logdir(alg: str, config: Config) -> Path:

@@ -21,6 +21,7 @@ def test_a_bare_cuda_device_is_not_made_current(monkeypatch):
         made_current.append(index)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", set_device)
     for name, expected in (("cuda", []), ("cuda:1", [1])):
         made_current.clear()
@@ -66,3 +67,13 @@ def test_the_budget_notice_counts_every_process():
         "derl: rollouts are 512 env steps (--num-envs 8 x --num-runner-steps 32 x --nproc 2), "
         "so --num-train-steps 768 takes 1,024"
     )
+
+
+def test_a_gpu_index_torch_lacks_is_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert distributed.checked_device("cuda:1", "--device") == torch.device("cuda:1")
+    with pytest.raises(UsageError, match="--device cuda:2: torch sees 2 GPU.s. here, cuda:0 to"):
+        distributed.checked_device("cuda:2", "--device")
+    with pytest.raises(UsageError, match="--buffer-device cuda:5: torch sees 2"):
+        distributed.checked_device("cuda:5", "--buffer-device")

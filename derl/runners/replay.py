@@ -59,13 +59,7 @@ def replay_device(choice: str, train_device: torch.device, nbytes: int) -> torch
         if train_device.type == "cuda" and nbytes <= available_memory(train_device) // 2:
             return train_device
         return torch.device("cpu")
-    device = torch.device(choice)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(
-            f"--buffer-device {choice} asked for, but torch sees no CUDA device; "
-            "use --buffer-device cpu"
-        )
-    return device
+    return distributed.checked_device(choice, "--buffer-device")
 
 
 def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
