@@ -1,6 +1,6 @@
 """The benchmark suite: a grid of algorithm x env x seed from a TOML spec, resumable at any moment.
 
-    python benchmarks/suite.py run SPEC [--jobs K] [--only SUBSTRING]
+    python benchmarks/suite.py run SPEC [--jobs K] [--only SUBSTRING] [--retry-failed]
     python benchmarks/suite.py status SPEC
     python benchmarks/suite.py report SPEC [--out DIR]
 
@@ -29,6 +29,8 @@ ROOT/<env id>/<alg>-seed<seed>; its output goes to LOGDIR/suite.log. For each ru
 - a config.json but no row: continued with `derl resume DIR --checkpoint-minutes M` (a run
   killed before its first checkpoint starts over from its config.json), or only evaluated when
   its newest checkpoint is at num_train_steps already;
+- a run whose training or evaluation failed in an earlier sitting (LOGDIR/suite_failed.json says
+  why): skipped, and counted as failed, until `run --retry-failed`;
 - then evaluated in a child process: 10 deterministic episodes (eval env seed 10000) of the final
   agent and of LOGDIR/best.pt when there is one, and one row appended to the CSV.
 
@@ -69,6 +71,7 @@ from suite_spec import (  # noqa: F401 (COLUMNS, append_row, read_rows: the test
     COLUMNS,
     EVAL_EPISODES,
     EVAL_SEED,
+    FAILED,
     REPO,
     Run,
     Spec,
@@ -134,8 +137,8 @@ def try_lock(logdir: Path) -> int | None:
 class Suite:
     """Runs the runs of one spec, `jobs` at a time; thread-safe where threads meet."""
 
-    def __init__(self, spec: Spec, jobs: int):
-        self.spec, self.jobs = spec, jobs
+    def __init__(self, spec: Spec, jobs: int, retry_failed: bool = False):
+        self.spec, self.jobs, self.retry_failed = spec, jobs, retry_failed
         # RLock: terminate() prints from a signal handler, maybe while this thread prints
         self.csv_lock, self.print_lock = threading.Lock(), threading.RLock()
         self.stopping = threading.Event()  # Ctrl-C: start no further process
@@ -206,6 +209,12 @@ class Suite:
             return "busy"
         try:
             state, detail = run_state(run, read_rows(self.spec.csv))  # read again: under lock
+            if state == "failed" and self.retry_failed:
+                (run.logdir / FAILED).unlink()
+                state, detail = run_state(run, read_rows(self.spec.csv))
+            if state == "failed":
+                self.say(f"failed   {run.name}: {detail}")
+                return "failed"
             if state == "done":
                 self.say(f"skip     {run.name}: {detail}")
                 return "skipped"
@@ -263,8 +272,11 @@ class Suite:
             self.say(f"stopped  {run.name}")
             return "interrupted"
         if returncode != 0:
-            self.say(f"failed   {run.name}: exit {returncode}: {last_line(run.logdir / LOG)}")
+            line = last_line(run.logdir / LOG)
+            self.say(f"failed   {run.name}: exit {returncode}: {line}")
+            self.record_failure(run, "training", returncode, line)
             return "failed"
+        (run.logdir / FAILED).unlink(missing_ok=True)  # --retry-failed worked
         return "trained"
 
     def evaluate(self, run: Run, lock: int) -> str:
@@ -279,6 +291,8 @@ class Suite:
             if proc.returncode in (130, -2):
                 return "interrupted"
             self.say(f"failed   {run.name}: evaluation exit {proc.returncode}, see its log")
+            line = last_line(run.logdir / LOG)
+            self.record_failure(run, "evaluation", proc.returncode, line)
             return "failed"
         row = self.make_row(run, json.loads(out.strip().splitlines()[-1]))
         with self.csv_lock:
@@ -287,6 +301,19 @@ class Suite:
         best = f", best {row['best_mean']}" if row["best_mean"] else ""
         self.say(f"done     {run.name}: final {row['final_mean']} ± {row['final_std']}{best}")
         return "evaluated"
+
+    def record_failure(self, run: Run, stage: str, exit_status: int, line: str) -> None:
+        """LOGDIR/suite_failed.json: later sittings skip the run (`status` and the report say
+        why) until `run --retry-failed`."""
+        record = {
+            "stage": stage,
+            "exit": exit_status,
+            "step": newest_step(run.logdir) or 0,
+            "commit": git_commit(),
+            "line": line,
+            "date": datetime.now().isoformat(timespec="seconds"),
+        }
+        save_json(run.logdir / FAILED, record)
 
     def make_row(self, run: Run, result: dict) -> dict:
         wall = load_json(run.logdir / WALL) or {"seconds": 0.0, "complete": False, "commits": []}
@@ -378,6 +405,11 @@ def parser() -> Parser:
         sub.add_argument("--only", help="only the runs whose ENV/ALG-seedS contains this")
     run = commands.choices["run"]
     run.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again the runs whose last sitting failed (skipped otherwise)",
+    )
     out = commands.choices["report"]
     out.add_argument("--out", help="folder for the PNGs and README.md (default: the CSV's)")
     out.add_argument("--tag", default="episode/return", help="scalar to plot")
@@ -403,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             if args.jobs < 1:
                 raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
-            return Suite(spec, args.jobs).run_all(runs)
+            return Suite(spec, args.jobs, args.retry_failed).run_all(runs)
         if args.command == "status":
             return status(spec, runs)
         out = Path(args.out) if args.out else spec.csv.parent

@@ -290,8 +290,22 @@ def config_conflict(run: Run) -> str | None:
     return f"{run.logdir} holds a run with {theirs}; the spec asks for {asked}: move it away"
 
 
+FAILED = "suite_failed.json"  # in a logdir: why the run's last sitting failed
+
+
+def failed_record(run: Run) -> dict | None:
+    """What `suite.py run` wrote when the run's training or evaluation failed (a non-finite
+    loss, a bad flag): such a run is not retried at every sitting, where a resume would replay
+    the same updates into the same failure."""
+    path = run.logdir / FAILED
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        return {"stage": "a sitting", "exit": "?", "step": 0, "commit": "?", "line": str(path)}
+
+
 def run_state(run: Run, rows: list[dict]) -> tuple[str, str]:
-    """(state, detail): done, trained (not yet evaluated), partial, new, or conflict."""
+    """(state, detail): done, trained (not yet evaluated), partial, new, failed, or conflict."""
     row = next((r for r in rows if run.matches(r)), None)
     started = (run.logdir / "config.json").exists()
     # A row matches on alg, env, seed and budget; the logdir, where this checkout has it, also
@@ -302,6 +316,12 @@ def run_state(run: Run, rows: list[dict]) -> tuple[str, str]:
             return "conflict", f"its CSV row was trained with other settings: {conflict}"
         best = f", best {row['best_mean']}" if row["best_mean"] else ""
         return "done", f"final {row['final_mean']} ± {row['final_std']}{best}"
+    failure = failed_record(run)
+    if failure is not None and not conflict:
+        return "failed", (
+            f"{failure['stage']} failed (exit {failure['exit']}) at step {failure['step']:,} "
+            f"with {failure['commit']}: {failure['line']}; --retry-failed runs it again"
+        )
     if not started:
         return "new", "not started"
     if conflict:

@@ -271,6 +271,29 @@ def test_a_finished_suite_runs_nothing_again(finished, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "2 done of 2 runs"
 
 
+def test_a_failed_run_is_recorded_and_left_alone_until_retried(tmp_path, capsys):
+    spec = write_spec(tmp_path, seeds=[0])
+    spec.write_text(
+        spec.read_text().replace('"512"]', '"512", "--env-kwargs", "{\\"bogus\\": 1}"]')
+    )
+    assert suite.main(["run", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert "failed   CartPole-v1/ppo-seed0: exit 2: derl: error: --env-kwargs" in out
+    assert suite.main(["run", str(spec)]) == 1  # not trained again
+    out = capsys.readouterr().out
+    assert "start" not in out
+    assert "training failed (exit 2) at step 0 with " in out and "--retry-failed" in out
+    assert suite.main(["status", str(spec)]) == 0
+    assert capsys.readouterr().out.startswith("failed    CartPole-v1/ppo-seed0: training failed")
+    # Fixed (here: the flag taken out again), it runs with --retry-failed
+    spec.write_text(spec.read_text().replace(', "--env-kwargs", "{\\"bogus\\": 1}"', ""))
+    assert suite.main(["run", str(spec)]) == 1  # the record still holds it back
+    capsys.readouterr()
+    assert suite.main(["run", str(spec), "--retry-failed"]) == 0
+    assert "done     CartPole-v1/ppo-seed0" in capsys.readouterr().out
+    assert not (tmp_path / "runs" / "CartPole-v1" / "ppo-seed0" / suite.FAILED).exists()
+
+
 def test_a_row_whose_run_had_other_flags_is_a_conflict_not_done(finished, capsys):
     folder, spec, killed, output = finished
     edited = folder / "edited.toml"  # the same runs and CSV, one flag changed since
