@@ -53,10 +53,8 @@ def test_compile_on_cuda_uses_cuda_graphs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "compiled the loss" in err and "compiled acting" in err
     assert "--compile failed" not in err, err  # no part fell back to eager
-    # CUDA graphs recorded, not skipped (a CPU input, a mutated input), and one graph each for
-    # the loss and acting: the annealed clip range is an input, not a constant
+    # CUDA graphs recorded, not skipped (a CPU input, a mutated input)
     assert not counters["inductor"].get("cudagraph_skips"), dict(counters["inductor"])
-    assert counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])
 
 
 def params(alg):
