@@ -6,7 +6,8 @@
     ds = ReplayBufferDataset(replay_buffer, fields=("s", "a"), info_keys=["g"])
     batch = next(iter(DataLoader(ds, batch_size=len(ds))))     # Transition(s=[B, 4], a=[B], g=[B])
 
-It imports only numpy, torch and gymnasium (matplotlib to plot): copy this one file anywhere.
+It imports only numpy, torch and gymnasium >= 1.0 (matplotlib to plot), on Python >= 3.10: copy
+this one file anywhere.
 
 `TransitionStorage` keeps one row per observation, plus the step taken from it once known. A
 step's next observation is the next row, so observations are stored once, in their own dtype, and
@@ -254,12 +255,16 @@ class ReplayBuffer:
 
     def attach_enrichment(self, enricher: Enricher) -> None:
         """Adds an enricher: it runs on each episode that ends, and now on those already stored."""
-        taken = set(self.info_keys) | set(FIELDS)
-        if not enricher.keys or taken & set(enricher.keys):
+        # Not a field, nor a storage column: an enricher writes its keys into the storage.
+        taken = set(self.info_keys) | set(FIELDS) | set(FIELDS.values()) | set(self.storage.columns)
+        taken.add("valid")
+        keys = list(enricher.keys)
+        if not keys or taken & set(keys):
             raise ValueError(
-                f"enricher keys {list(enricher.keys)} must be given and new, not "
-                f"one of {sorted(taken)}"
+                f"enricher keys {keys} must be given and new, not one of {sorted(taken)}"
             )
+        if not all(key.isidentifier() and not key.startswith("_") for key in keys):
+            raise ValueError(f"enricher keys {keys} must be identifiers without a leading '_'")
         self.enrichers.append(enricher)
         slots = self.storage.valid_slots()
         ends = np.flatnonzero(self.storage.ends(slots))
@@ -293,12 +298,14 @@ class ReplayBuffer:
         self._ended = True
         if self._length == 0:
             return
-        # The episode is the rows before the newest one (fewer if evicted or cleared).
-        num_kept = min(self._length, self.storage.num_rows - 1)
-        self._enrich(self.storage.slots(np.arange(-num_kept - 1, -1)), self.enrichers)
+        # Counted before enriching: an enricher that raises leaves the next episode's count clean.
+        length, self._length = self._length, 0
         self.episode_returns.append(self._return)
-        self.episode_lengths.append(self._length)
-        self._return, self._length = 0.0, 0
+        self.episode_lengths.append(length)
+        self._return = 0.0
+        # The episode is the rows before the newest one (fewer if evicted or cleared).
+        num_kept = min(length, self.storage.num_rows - 1)
+        self._enrich(self.storage.slots(np.arange(-num_kept - 1, -1)), self.enrichers)
         if self.plot is not None:
             self.plot.update(self.episode_returns, self.episode_lengths, self.num_steps)
 
@@ -419,11 +426,14 @@ def step_environment(
     """
     step_type = transition_type((*EPISODE_FIELDS, "info"))
     obs, _ = env.reset(seed=seed)
+    ended = False
     for _ in itertools.count() if num_steps is None else range(num_steps):
+        if ended:  # reset here, not after the last step: no extra reset (and row) at the end
+            obs = env.reset()[0]
         action = _env_action(_call(policy, obs), env.action_space)
         next_obs, reward, terminated, truncated, info = env.step(action)
         yield step_type(obs, action, next_obs, reward, terminated, truncated, info)
-        obs = env.reset()[0] if terminated or truncated else next_obs
+        obs, ended = next_obs, terminated or truncated
 
 
 def episode(env: gym.Env, policy: Callable, seed: int | None = None) -> list:
@@ -501,6 +511,8 @@ class LivePlot:
         title: str = "",
         min_interval: float = 1.0,
     ):
+        if blocksize < 1:
+            raise ValueError(f"plot blocksize must be >= 1, got {blocksize}")
         self.path, self.blocksize, self.title = path, blocksize, title
         self.min_interval = min_interval  # seconds between redraws, so plotting stays cheap
         self.fig: Figure | None = None  # made at the first draw

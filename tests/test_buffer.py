@@ -359,3 +359,45 @@ def test_wrap_refuses_envs_that_reset_themselves():
         bf.wrap(gym.wrappers.Autoreset(gym.make("CartPole-v1")))
     with pytest.raises(ValueError, match="not a vector env"):
         bf.wrap(gym.make_vec("CartPole-v1", 2))
+
+
+@pytest.mark.parametrize("key", ["reward", "obs", "valid", "terminated"])
+def test_an_enricher_key_may_not_be_a_storage_column(key):
+    """An enricher writes its keys into the storage: `reward` would overwrite the rewards,
+    `valid` would mark rows as transitions that are none."""
+    env, replay_buffer = bf.wrap(Chain(length=3))
+    with pytest.raises(ValueError, match="must be given and new"):
+        replay_buffer.attach_enrichment(bf.DiscountedReturns(key=key))
+    with pytest.raises(ValueError, match="identifiers without a leading '_'"):
+        replay_buffer.attach_enrichment(bf.DiscountedReturns(key="my return"))
+
+
+def test_step_environment_takes_num_steps_and_no_reset_after_the_last():
+    env, replay_buffer = bf.wrap(Chain(length=3))
+    steps = list(bf.step_environment(env, policy, num_steps=3))  # ends with the episode
+    assert len(steps) == 3 and steps[-1].d
+    assert replay_buffer.storage.num_rows == 4  # 3 steps and the final observation: no reset row
+    steps = list(bf.step_environment(env, policy, num_steps=4, seed=1))
+    assert [int(s.s[0]) for s in steps] == [0, 1, 2, 0]  # a reset after the episode's end
+
+
+def test_an_enricher_that_raises_leaves_the_next_episode_counted_alone():
+    class Broken(bf.Enricher):
+        keys = ("x",)
+
+        def __call__(self, episode):
+            raise RuntimeError("a value function of the wrong shape")
+
+    env, replay_buffer = bf.wrap(Chain(length=3))
+    replay_buffer.attach_enrichment(Broken())
+    with pytest.raises(RuntimeError, match="wrong shape"):
+        bf.episode(env, policy)
+    replay_buffer.enrichers.clear()
+    bf.episode(env, policy)
+    assert replay_buffer.episode_returns == [6.0, 6.0]
+    assert replay_buffer.episode_lengths == [3, 3]
+
+
+def test_a_plot_blocksize_below_one_is_refused():
+    with pytest.raises(ValueError, match="blocksize must be >= 1, got 0"):
+        bf.wrap(Chain(), plot=True, plot_blocksize=0)
