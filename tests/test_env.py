@@ -1,5 +1,6 @@
 """derl.env.make: families, Atari preprocessing, normalisation, seeding."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -132,3 +133,28 @@ def test_evaluating_a_greedy_policy_that_loops_forever_ends(tmp_path):
         p.data.zero_()
     returns = evaluate(agent, num_episodes=2)
     assert returns.tolist() == [-10_000.0, -10_000.0]  # -1 a step, cut at EVAL_MAX_EPISODE_STEPS
+
+
+def test_box2d_envs_start_fresh_episodes_on_resume_and_normalisers_are_kept():
+    """Box2D keeps its world in objects derl cannot save: restoring the wrappers' counters onto
+    a new world would mix two episodes, so such an env is not captured (fresh episodes on
+    resume, as pybullet). gymnasium's normalising wrappers keep their running statistics."""
+    from derl.env.state import get_env_state, get_vector_env_state, set_env_state
+
+    lander = make("LunarLander-v3", num_envs=1, seed=0)
+    lander.reset(seed=0)
+    assert get_vector_env_state(lander) is None
+    lander.close()
+
+    def normalised():
+        env = gym.wrappers.NormalizeObservation(gym.make("CartPole-v1"))
+        env.reset(seed=0)
+        return env
+
+    env = normalised()
+    for _ in range(5):
+        env.step(0)
+    other = normalised()
+    set_env_state(other, get_env_state(env))
+    assert np.array_equal(other.obs_rms.mean, env.obs_rms.mean)
+    assert other.obs_rms.count == env.obs_rms.count > 5  # a fresh one counts 1e-4

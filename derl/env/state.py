@@ -2,8 +2,10 @@
 
 Envs have no state API, so this walks each wrapper layer and keeps what is plain data (numbers,
 arrays, RNG states, deques of frames), plus the simulator state where one can be read: ALE's
-`cloneState`, MuJoCo's integration state. An env whose simulator cannot be captured (pybullet,
-envs in subprocesses) returns None and the resumed run starts fresh episodes there instead.
+`cloneState`, MuJoCo's integration state, the running statistics of gymnasium's normalising
+wrappers. An env whose state cannot be captured (pybullet; Box2D and other envs that keep their
+state in objects of a foreign library; envs in subprocesses) returns None and the resumed run
+starts fresh episodes there instead.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.wrappers.utils import RunningMeanStd
 
 _SKIP = {"_np_random_seed", "_cached_spec", "spec", "metadata", "render_mode"}
 
@@ -26,6 +29,13 @@ def _plain(value: Any) -> bool:
     return False
 
 
+def _foreign(value: Any) -> bool:
+    """An object of neither Python, numpy nor gymnasium (Box2D's world and bodies, a physics
+    client), other than a function: state derl cannot save as plain data."""
+    root = type(value).__module__.split(".")[0]
+    return root not in ("builtins", "numpy", "gymnasium", "collections") and not callable(value)
+
+
 def _layer_state(layer: Any) -> dict:
     state: dict[str, dict[str, Any]] = {}
     for name, value in vars(layer).items():
@@ -33,6 +43,8 @@ def _layer_state(layer: Any) -> dict:
             continue
         if isinstance(value, np.random.Generator):
             state[name] = {"rng": value.bit_generator.state}
+        elif isinstance(value, RunningMeanStd):  # NormalizeObservation, NormalizeReward
+            state[name] = {"rms": {"mean": value.mean, "var": value.var, "count": value.count}}
         elif _plain(value):
             state[name] = (
                 {"deque": list(value), "maxlen": value.maxlen}
@@ -56,6 +68,8 @@ def _simulator_state(env: Any) -> dict | None:  # an unwrapped env: AtariEnv, Mu
         return {"mujoco": state}
     if "pybullet" in type(env).__module__:
         return None
+    if any(_foreign(value) for name, value in vars(env).items() if name not in _SKIP):
+        return None  # e.g. LunarLander: restoring its counters onto a new world would mix them
     return {}
 
 
@@ -88,6 +102,9 @@ def set_env_state(env: gym.Env, state: dict) -> None:
         for name, entry in saved.items():
             if "rng" in entry:
                 getattr(layer, name).bit_generator.state = entry["rng"]
+            elif "rms" in entry:
+                rms = getattr(layer, name)
+                rms.mean, rms.var, rms.count = (entry["rms"][k] for k in ("mean", "var", "count"))
             elif "deque" in entry:
                 setattr(layer, name, deque(entry["deque"], maxlen=entry["maxlen"]))
             else:
