@@ -12,8 +12,8 @@ Events, in the order of a run:
   with `.item()` waits for the device);
 - `on_rollout`: between rollouts (the last rollout was collected and trained on), with the means
   of the metrics since the previous one and the mean return of the last 100 episodes;
-- `on_checkpoint`: a checkpoint was written (`event.path`);
 - `on_evaluation`: an evaluation finished (`event.eval_return`, the mean over eval_episodes);
+- `on_checkpoint`: a checkpoint was written (`event.path`); after the evaluation of the same step;
 - `on_training_end`: training ended (done, stopped by a callback, or Ctrl-C), after the last
   checkpoint. Not called when training fails with an error.
 """

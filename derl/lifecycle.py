@@ -95,13 +95,16 @@ class Lifecycle:
             if self.stop_requested or stopping:
                 self.checkpoint(step)
                 raise Interrupted
-            if checkpoint_due:
-                self.checkpoint(step)
+            # Evaluation and video first: a checkpoint of the same step then records them as
+            # done, and a run resumed from it does not evaluate that step twice. (They change
+            # nothing in training.)
             if eval_due:
                 self.evaluate(step)
             video_every = self.config.capture_video_every
             if video_every and step - self.last_video >= video_every:
                 self.capture_video(step)
+            if checkpoint_due:
+                self.checkpoint(step)
         if self.stopped_by:
             self.finish(step)
             raise Stopped(self.stopped_by)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import derl
+from derl import checkpoint
 from derl.callbacks import Callback, SaveEvery, StopOnReward
 from derl.cli import main
 from derl.evaluate import evaluate
@@ -353,6 +354,11 @@ def test_callbacks_hear_every_event_in_order(tmp_path):
     assert ("rollout", 64) in recorder.events and ("checkpoint", 128) in recorder.events
     assert ("evaluation", 128) in recorder.events and ("evaluation", 256) in recorder.events
     assert ("checkpoint", 256) in recorder.events
+    # An evaluation and a checkpoint of one step: the checkpoint comes after and records the
+    # evaluation done, so a run resumed from it does not evaluate that step again.
+    assert kinds.index("checkpoint") > kinds.index("evaluation")
+    saved = checkpoint.load(tmp_path / "run" / "checkpoints" / "step-000000000128.pt")
+    assert saved["schedule"]["last_eval"] == 128
 
 
 def test_stop_on_reward_stops_cleanly_with_a_checkpoint(tmp_path):
