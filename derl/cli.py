@@ -19,7 +19,12 @@ from derl.factory.config import metadata
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError (one line, exit 2) instead of printing usage."""
+    """argparse that raises UsageError (one line, exit 2) instead of printing usage, and takes
+    flags only as spelled: an abbreviation (`--conf`) would slip past `find_flag`, which reads
+    --env-id and --config before parsing, and lose the file's values."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         raise UsageError(f"{message}; see `{self.prog} -h`")
@@ -49,6 +54,7 @@ def add_field(
 ) -> None:
     flag = "--" + field.name.replace("_", "-")
     origin = f"; from the {source}" if source else ""
+    origin = origin.replace("%", "%%")  # a file name with %: argparse %-formats help texts
     if type_ is bool:
         parser.add_argument(
             flag,
@@ -69,13 +75,15 @@ def add_field(
 
 
 def find_flag(argv: list[str], name: str) -> str | None:
-    """The value of `--name VALUE` or `--name=VALUE` in argv, before any parsing."""
+    """The value of `--name VALUE` or `--name=VALUE` in argv, before any parsing: the last one,
+    as argparse takes it."""
+    found = None
     for i, arg in enumerate(argv):
         if arg == name and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return None
+            found = argv[i + 1]
+        elif arg.startswith(name + "="):
+            found = arg.split("=", 1)[1]
+    return found
 
 
 def alg_parser(alg: str, env_id: str | None, config_file: str | None = None) -> Parser:
@@ -116,8 +124,9 @@ def alg_parser(alg: str, env_id: str | None, config_file: str | None = None) -> 
     return parser
 
 
-def explain_unknown(alg: str, argv: list[str]) -> None:
-    """A flag of another algorithm gets a line saying whose it is."""
+def explain_unknown(alg: str, argv: list[str]) -> typing.NoReturn:
+    """Refuses what `derl ALG` does not take; a flag of another algorithm gets a line saying
+    whose it is. (Nothing is ignored: a typo such as `-lr 0.1` would train with the default.)"""
     known = {f.name for f in dataclasses.fields(get_alg(alg).config_cls)}
     for arg in argv:
         if not arg.startswith("--"):
@@ -134,6 +143,7 @@ def explain_unknown(alg: str, argv: list[str]) -> None:
                 f"see `derl {alg} -h`"
             )
         raise UsageError(f"unknown flag {arg.split('=')[0]} for {alg}; see `derl {alg} -h`")
+    raise UsageError(f"unrecognized arguments: {' '.join(argv)}; see `derl {alg} -h`")
 
 
 COMMANDS = {
@@ -256,6 +266,10 @@ def eval_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         raise UsageError("--episodes must be >= 1")
+    if not 0 <= args.seed < 2**31:
+        raise UsageError(f"--seed must be in [0, {2**31 - 1}], got {args.seed}")
+    if args.video_steps < 1:
+        raise UsageError(f"--video-steps must be >= 1, got {args.video_steps}")
     if args.device.split(":")[0] not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu or cuda[:N], got {args.device!r}")
     from derl.train import resolve_device  # refuses cuda without a CUDA device

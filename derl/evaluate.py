@@ -98,7 +98,7 @@ def record_video(
 ) -> float:
     """Film one episode (Atari: one whole game) to an .mp4 or .gif; returns its return."""
     path = Path(path)
-    if path.suffix not in VIDEO_SUFFIXES:
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UsageError(f"--video {path}: the file must end in {' or '.join(VIDEO_SUFFIXES)}")
     frames, fps, episode_return = film_episode(agent, seed, deterministic, max_steps)
     write_video(frames, fps, path)  # a failed write keeps the video that was there

@@ -35,7 +35,7 @@ def write_video(frames: np.ndarray, fps: float, path: str | os.PathLike) -> Path
     write that fails keeps the file that was there."""
     path = Path(path)
     with replacing(path) as tmp:
-        if path.suffix == ".gif":
+        if path.suffix.lower() == ".gif":
             tmp.write_bytes(gif(frames, fps))
         else:
             import imageio.v3 as iio  # only when filming

@@ -109,6 +109,13 @@ BAD = [
     (["ppo"], "--env-id is required"),
     (["ppo", "--env-id", "CartPole-v1", "--threads", "-1"], "--threads must be >= 0"),
     (["dqn", "--env-id", "CartPole-v1", "--buffer-device", "tpu"], "--buffer-device must be"),
+    # nothing is ignored: a typo would otherwise train with the default
+    (["ppo", "--env-id", "CartPole-v1", "-lr", "0.1"], "unrecognized arguments: -lr 0.1"),
+    (["ppo", "--env-id", "CartPole-v1", "--num-envs", "4", "8"], "unrecognized arguments: 8"),
+    (["ppo", "--env-id", "CartPole-v1", "--no-lr"], "unrecognized arguments: --no-lr"),
+    (["ppo", "--env-id", "CartPole-v1", "--conf", "a.yaml"], "unknown flag --conf"),  # no abbrev
+    (["ppo", "--env-id", "CartPole-v1", "--seed", "-1"], "--seed must be in [0, 2147483647]"),
+    (["ppo", "--env-id", "CartPole-v1", "--lr", "nan"], "--lr must be a finite number"),
 ]
 if not torch.cuda.is_available():
     BAD.append((["sac", "--env-id", "Pendulum-v1", "--buffer-device", "cuda"], "no CUDA device"))
@@ -121,6 +128,19 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert not logdir.exists()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seed", "-1"], "--seed must be in [0, 2147483647], got -1"),
+        (["--video-steps", "0"], "--video-steps must be >= 1, got 0"),
+    ],
+)
+def test_bad_eval_input_is_one_line_before_loading(flags, message, tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nowhere"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
 
 
 def test_missing_extra_names_the_install_command(monkeypatch, tmp_path, capsys):

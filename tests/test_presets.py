@@ -103,6 +103,13 @@ def test_help_says_where_each_default_comes_from(capsys, tmp_path):
         ("- 1\n- 2\n", ".yml", "must be a flat mapping"),
         ("num_envs: 3\n", ".json", "use a .yaml, .yml or .toml file"),
         ("lr: -1\n", ".yaml", "--lr must be > 0"),
+        # YAML 1.1 reads on/off/yes/no as booleans, an empty value as null
+        ("num_envs: yes\n", ".yaml", "num_envs must be int, got True"),
+        ("lr: on\n", ".yaml", "lr must be float, got True"),
+        ("seed:\n", ".yaml", "seed must be int, got None"),
+        ("device: on\n", ".yaml", "device must be str, got True"),
+        ("lr: .inf\n", ".yaml", "--lr must be a finite number, got inf"),
+        ("lr = true\n", ".toml", "lr must be float, got True"),
     ],
 )
 def test_a_bad_config_file_is_one_line_and_exit_2(content, suffix, message, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ def metadata(cls: type, name: str) -> dict:
 
 def bound_error(flag: str, value: Any, meta: dict) -> str | None:
     """What is wrong with `value` under the bounds in `meta`, or None."""
+    if isinstance(value, float) and not math.isfinite(value):  # YAML .inf, `--lr nan`
+        return f"{flag} must be a finite number, got {value}"
     if "choices" in meta and value not in meta["choices"]:
         return f"{flag} must be {' or '.join(meta['choices'])}, got {value!r}"
     if meta.get("sizes") and not re.fullmatch(r"([1-9][0-9]*(,[1-9][0-9]*)*)?", str(value)):
@@ -137,7 +140,9 @@ class Config:
         "encoder of observations into [batch, features]; --hidden layers and the heads go on top",
         function=True,
     )
-    seed: int = hp(0, "seed of torch, numpy and the envs (env i gets seed + i)")
+    seed: int = hp(
+        0, "seed of torch, numpy and the envs (env i gets seed + i)", at_least=0, at_most=2**31 - 1
+    )
     device: str = hp("auto", "auto (cuda when available), cpu or cuda[:N]", device=True)
     logdir: str | None = hp(
         None,

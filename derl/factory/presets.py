@@ -102,25 +102,30 @@ def typed(config_cls: type, values: dict, where: str) -> dict:
     hints = typing.get_type_hints(config_cls)
     out = {}
     for name, value in values.items():
-        kind = hints[name]
-        kind = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        optional = type(None) in typing.get_args(hints[name])
+        kind = next((t for t in typing.get_args(hints[name]) if t is not type(None)), hints[name])
         try:
+            if value is None and not optional:  # YAML `seed:` or `seed: null`
+                raise ValueError
             if kind is not dict and isinstance(value, dict | list):
                 raise ValueError
-            if kind is bool and not isinstance(value, bool):
+            # YAML 1.1 reads on/off/yes/no as booleans: never a number or a name
+            if (kind is bool) != isinstance(value, bool) and value is not None:
                 raise ValueError
-            if kind is float and not isinstance(value, bool):
+            if value is None:
+                pass
+            elif kind is float:
                 value = float(value)
-            elif kind is int and not isinstance(value, bool):
+            elif kind is int:
                 number = float(value)
                 if not number.is_integer():
                     raise ValueError
                 value = int(number)
-            elif kind is str and isinstance(value, int | float) and not isinstance(value, bool):
+            elif kind is str and isinstance(value, int | float):
                 value = str(value)  # hidden: 256
             elif kind is dict and not isinstance(value, dict):
                 raise ValueError
-        except ValueError:
+        except (ValueError, TypeError):
             raise UsageError(
                 f"{where}: {name} must be {getattr(kind, '__name__', kind)}, got {value!r}"
             ) from None
