@@ -12,7 +12,6 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,6 +73,12 @@ class _Remembering:
         self.file.flush()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: put it back at once
+    os.umask(mask)
+    return mask
+
+
 def save(state: dict, path: str | os.PathLike) -> Path:
     """Write `state` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
 
@@ -86,6 +91,9 @@ def save(state: dict, path: str | os.PathLike) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+        # mkstemp makes it 0600: give it the mode any new file gets, so that others who may
+        # read the logdir (a shared cluster) can `derl eval` it too
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             out = _Remembering(f)
             try:
@@ -149,11 +157,8 @@ def load(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"refusing to load {path}: not plain data ({first[:200]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UsageError(
-            f"checkpoint {path} is truncated or corrupt "
-            f"({type(exc).__name__}); delete it or use an earlier one"
-        ) from None
+    except Exception as exc:  # noqa: BLE001 (a damaged pickle: RuntimeError, KeyError, assert...)
+        raise corrupt(path, exc) from None
     if not (isinstance(state, dict) and type(state.get("format")) is int):
         raise UsageError(f"{path} is not a derl checkpoint")
     if state["format"] > FORMAT:
@@ -161,7 +166,19 @@ def load(path: str | os.PathLike) -> dict:
             f"{path} was written by a newer derl (checkpoint format {state['format']}; this one "
             f"reads up to {FORMAT}); upgrade derl to load it"
         )
-    return from_plain(state)
+    try:
+        return from_plain(state)
+    except Exception as exc:  # noqa: BLE001 (plain data of the wrong shape)
+        raise corrupt(path, exc) from None
+
+
+def corrupt(path: str | os.PathLike, exc: BaseException) -> UsageError:
+    """A file that torch reads only in part: a flipped byte can raise nearly anything there, and
+    resume must fall back past it to an earlier checkpoint."""
+    return UsageError(
+        f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}); delete it or use an "
+        "earlier one"
+    )
 
 
 def checkpoint_path(logdir: str | os.PathLike, step: int) -> Path:
@@ -182,6 +199,14 @@ def list_checkpoints(logdir: str | os.PathLike) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.search(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def remove_temporary(logdir: str | os.PathLike) -> None:
+    """Delete the temporary files of writes that a kill cut short (a SIGKILL leaves no chance to
+    clean up): called under the logdir's lock, when a run resumes, so no write is under way."""
+    for folder in (Path(logdir), Path(logdir) / CHECKPOINT_DIR):
+        for tmp in folder.glob(".tmp-*.pt"):
+            tmp.unlink(missing_ok=True)
 
 
 def prune(logdir: str | os.PathLike, keep: int) -> None:

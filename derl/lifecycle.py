@@ -14,7 +14,7 @@ from pathlib import Path
 from derl import checkpoint, distributed, guard
 from derl.alg.base import Algorithm
 from derl.callbacks import Callback, Event
-from derl.errors import NonFinite, WriteError
+from derl.errors import NonFinite, UsageError, WriteError
 from derl.factory import Config
 from derl.logger import Logger
 from derl.snapshot import snapshot
@@ -69,8 +69,7 @@ class Lifecycle:
         self.callbacks, self.vote, self.stopped_by = list(callbacks), "", ""
         self.env_fn = env_fn  # the user's env factory, for evaluation envs
         self.metrics: dict = {}  # the means of the metrics at the last point between rollouts
-        best = logdir / BEST  # a resumed run keeps the best agent of the steps before it
-        self.best_return = checkpoint.load(best)["eval_return"] if best.exists() else -math.inf
+        self.best_return = best_return(logdir / BEST)
         self.exchange = distributed.Exchange(alg.runner) if distributed.world_size() > 1 else None
         if self.exchange is not None:
             logger.deferred = []  # each rank's episodes reach rank 0 at the exchanges
@@ -285,3 +284,20 @@ class Lifecycle:
             f"\nderl: stopping after this update to write a checkpoint ({how})",
             file=sys.stderr,
         )
+
+
+def best_return(path: Path) -> float:
+    """The evaluation `best.pt` was kept for, so that a resumed run keeps the best agent of the
+    steps before it; -inf without one. A damaged best.pt does not stop the resume: it says so,
+    and the next evaluation writes a new one."""
+    if not path.exists():
+        return -math.inf
+    try:
+        return float(checkpoint.load(path)["eval_return"])
+    except (UsageError, KeyError, TypeError, ValueError) as exc:
+        if distributed.is_main():
+            print(
+                f"derl: {path} cannot be read ({exc}); the next evaluation replaces it",
+                file=sys.stderr,
+            )
+        return -math.inf

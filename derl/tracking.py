@@ -67,7 +67,7 @@ def start(config, resolved: dict, logdir: Path) -> Tracker:
     import wandb
 
     id_file = logdir / RUN_ID
-    run_id = id_file.read_text().strip() if id_file.exists() else None
+    run_id = (id_file.read_text().strip() if id_file.exists() else "") or None  # empty: none
     try:
         run = wandb.init(
             project=config.wandb_project,
@@ -86,8 +86,10 @@ def start(config, resolved: dict, logdir: Path) -> Tracker:
             f"--track: W&B did not start ({reason}); run `wandb login`, or set WANDB_MODE=offline "
             "to keep the run on disk and `wandb sync` it later"
         ) from None
-    if run_id is None:
-        id_file.write_text(run.id + "\n")
+    if run_id is None:  # atomically: a kill mid-write must not leave an empty id for good
+        tmp = id_file.with_name(f".{RUN_ID}.tmp")
+        tmp.write_text(run.id + "\n")
+        os.replace(tmp, id_file)
     run.define_metric(STEP)
     run.define_metric("*", step_metric=STEP)
     return Tracker(run)

@@ -428,7 +428,7 @@ def resume(
     """
     user: dict[str, Any] = dict(model=model, env_fn=env_fn, callbacks=callbacks)
     moved: dict[str, Any] = {
-        k: v for k, v in dict(device=device, buffer_device=buffer_device).items() if v
+        k: v for k, v in dict(device=device, buffer_device=buffer_device).items() if v is not None
     }
     if checkpoint_minutes is not None:
         moved["checkpoint_minutes"] = checkpoint_minutes
@@ -504,6 +504,7 @@ def moved_config(config: Config, moved: dict[str, Any]) -> Config:
 def choose_checkpoint(logdir: Path) -> tuple[Path, dict, str] | None:
     """The newest checkpoint that loads (path, state, what to tell the user), None when there
     is none; UsageError when there are some but none loads (starting over would replace them)."""
+    checkpoint.remove_temporary(logdir)  # under the lock: what killed writes left behind
     skipped: list[UsageError] = []
     for path, state in checkpoint.newest_loadable(logdir):
         if isinstance(state, checkpoint.NewerFormat):

@@ -387,3 +387,36 @@ def test_resume_before_the_first_checkpoint_starts_over(tmp_path, capsys):
     result = resume(logdir, progress=False)
     assert "starting over" in capsys.readouterr().err
     assert result.env_steps >= 1024 and checkpoint.list_checkpoints(logdir)
+
+
+def test_resume_clears_killed_writes_and_survives_a_damaged_best_pt(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    derl.train(config(logdir, num_train_steps=2048, eval_every=1024), progress=False, stop_after=1)
+    stale = [logdir / ".tmp-killed.pt", logdir / "checkpoints" / ".tmp-killed.pt"]
+    for path in stale:  # what a SIGKILL in the middle of a write leaves
+        path.write_bytes(b"half a checkpoint")
+    (logdir / "best.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    result = resume(logdir, progress=False)
+    assert result.env_steps >= 2048
+    assert not any(path.exists() for path in stale)
+    assert "best.pt cannot be read" in capsys.readouterr().err
+    assert checkpoint.load(logdir / "best.pt")["eval_return"] > -np.inf  # written anew
+    # Checkpoints take the mode of any new file (umask), not mkstemp's 0600
+    mode = checkpoint.list_checkpoints(logdir)[-1].stat().st_mode & 0o777
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
+def test_a_checkpoint_that_unpickles_into_an_error_is_one_line(tmp_path, monkeypatch):
+    logdir = tmp_path / "run"
+    derl.train(config(logdir, num_train_steps=1024), progress=False)
+    path = checkpoint.list_checkpoints(logdir)[-1]
+
+    def damaged(*args, **kwargs):  # what some flipped bytes gave: not torch's usual errors
+        raise AssertionError("saved_id must be a tuple")
+
+    monkeypatch.setattr(torch, "load", damaged)
+    with pytest.raises(derl.errors.UsageError, match="is truncated or corrupt .AssertionError."):
+        checkpoint.load(path)
