@@ -255,7 +255,9 @@ def append_row(path: Path, row: dict) -> None:
     writer.writerow(row)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, buffer.getvalue().encode())
+        data = buffer.getvalue().encode()
+        if os.write(fd, data) != len(data):  # a full disk: say so, never count half a row
+            raise OSError(f"{path}: only part of a row could be written (disk full?)")
         os.fsync(fd)
     finally:
         os.close(fd)

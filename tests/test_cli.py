@@ -116,6 +116,10 @@ BAD = [
     (["ppo", "--env-id", "CartPole-v1", "--conf", "a.yaml"], "unknown flag --conf"),  # no abbrev
     (["ppo", "--env-id", "CartPole-v1", "--seed", "-1"], "--seed must be in [0, 2147483647]"),
     (["ppo", "--env-id", "CartPole-v1", "--lr", "nan"], "--lr must be a finite number"),
+    (  # the preprocessing would hand the agent the screen instead
+        ["ppo", "--env-id", "ALE/Breakout-v5", "--env-kwargs", '{"obs_type": "ram"}'],
+        "with obs_type='ram': derl's Atari preprocessing works on the screen",
+    ),
 ]
 if not torch.cuda.is_available():
     BAD.append((["sac", "--env-id", "Pendulum-v1", "--buffer-device", "cuda"], "no CUDA device"))

@@ -461,3 +461,23 @@ def test_unusable_file_or_directory_is_one_line_and_exit_2(
     assert err.startswith("derl: error: ") and message in err, err
     assert_unchanged(before)  # nothing that was written is lost
     assert not list(run.rglob(".tmp-*"))
+
+
+def test_the_nonfinite_probe_draws_no_random_numbers_and_keeps_batch_statistics():
+    """A user's network with dropout and batch norm: the probe before a checkpoint must leave
+    torch's RNG and the running statistics as the checkpoint saved them (a resume replays)."""
+    from derl import guard
+
+    class Policy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm, self.drop = torch.nn.BatchNorm1d(3), torch.nn.Dropout(0.5)
+
+        def act(self, obs, deterministic=False):
+            return {"actions": self.drop(self.norm(obs))}
+
+    policy, obs = Policy(), torch.randn(8, 3) + 5
+    rng, stats = torch.get_rng_state(), policy.norm.running_mean.clone()
+    assert guard.nonfinite_activation(policy, obs) is None
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert policy.training and torch.equal(policy.norm.running_mean, stats)

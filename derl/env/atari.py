@@ -18,6 +18,8 @@ from gymnasium.wrappers import (
     TransformReward,
 )
 
+from derl.errors import UsageError
+
 # 108k frames = 30 minutes of play, the usual cap (Machado et al. 2018).
 MAX_AGENT_STEPS = 108_000 // 4
 
@@ -67,6 +69,12 @@ def make_atari(env_id: str, render_mode: str | None = None, **env_kwargs) -> gym
     """One Atari env with the DeepMind preprocessing; observations are [4, 84, 84] uint8.
     `env_kwargs` go to gymnasium.make (e.g. repeat_action_probability, mode, difficulty)."""
     kwargs = {"render_mode": render_mode, **env_kwargs}
+    obs_type = kwargs.get("obs_type", gym.spec(env_id.split(":")[-1]).kwargs.get("obs_type", "rgb"))
+    if obs_type != "rgb":  # AtariPreprocessing reads the screen whatever the env returns
+        raise UsageError(
+            f"{env_id} with obs_type={obs_type!r}: derl's Atari preprocessing works on the "
+            "screen; for RAM observations pass your own env (env_fn=, see the README)"
+        )
     if not env_id.split(":")[-1].split("/")[-1].split("-")[0].endswith("NoFrameskip"):
         kwargs["frameskip"] = (
             1  # AtariPreprocessing skips frames itself; v5 ids keep sticky actions
