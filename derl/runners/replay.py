@@ -294,7 +294,7 @@ class ReplayStorage:
         if beta is not None:
             probs = self.tree.priorities(indices) / self.tree.total
             weights = importance_weights(probs, len(self), beta).astype(np.float32)
-            batch["weights"] = torch.as_tensor(weights, device=self.device)
+            batch["weights"] = to_device(weights, self.device)
         return batch
 
     def _sample_uniform(self, batch_size: int) -> np.ndarray:
@@ -321,9 +321,8 @@ class ReplayStorage:
         """obs, actions, n-step returns, bootstrap discounts, next_obs, weights (1) at `indices`,
         as tensors on the buffer's device."""
         indices = np.asarray(indices)
-        env, slots = (
-            torch.as_tensor(a, device=self.device) for a in np.divmod(indices, self.per_env)
-        )
+        # to_device: a blocking upload would wait here for the update queued on the GPU
+        env, slots = (to_device(a, self.device) for a in np.divmod(indices, self.per_env))
         window = (slots[:, None] + torch.arange(self.nstep, device=self.device)) % self.per_env
 
         def win(name):
