@@ -80,11 +80,15 @@ def restart_count() -> int:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
+def gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def backend_for(requested: str, device: torch.device, nproc: int) -> str:
     """gloo on the CPU; nccl on CUDA with one GPU per process; gloo for processes that share
     GPUs (nccl refuses two ranks on one GPU). `device` is the one asked for: a bare "cuda"
     gives each process its own GPU (`local_device`), "cuda:K" puts them all on GPU K."""
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = gpu_count()
     shared = nproc > gpus or (device.index is not None and nproc > 1)
     if requested == "nccl":
         if device.type != "cuda" or gpus == 0:
@@ -113,7 +117,7 @@ def checked_device(name: str, flag: str) -> torch.device:
         raise UsageError(f"{flag} {name!r} is not a device; use cpu, cuda or cuda:N") from None
     if device.type != "cuda":
         return device
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = gpu_count()
     if gpus == 0:
         raise UsageError(f"{flag} {name} asked for, but torch sees no CUDA device; use {flag} cpu")
     if device.index is not None and device.index >= gpus:
@@ -244,7 +248,13 @@ def average_gradients(params: Iterable[torch.Tensor]) -> None:
     for ps in groups.values():
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in ps]
         has_grad = [p.grad is not None for p in ps]
-        flags = torch.tensor(has_grad, dtype=ps[0].dtype, device=ps[0].device)
+        # All present (every update of derl's own networks): a fill on the device, not a copy
+        # from the host, which on a GPU would wait for the backward pass queued before it.
+        dtype, device = ps[0].dtype, ps[0].device
+        if all(has_grad):
+            flags = torch.ones(len(ps), dtype=dtype, device=device)
+        else:
+            flags = torch.tensor(has_grad, dtype=dtype, device=device)
         flat = torch.cat([*(g.reshape(-1) for g in grads), flags])
         collective(dist.all_reduce, flat)
         flat.div_(world_size())
