@@ -53,9 +53,9 @@ class Agent:
         return cls(alg.runner.policy, config, space, normalizer, env_fn)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
-        if self.normalizer is None:
-            return obs
         n = self.normalizer  # a VecNormalize state; checkpoints before 0.3 lack clip and eps
+        if n is None or not n.get("norm_obs", True):
+            return obs
         return normalize_obs(
             obs, n["obs_mean"], n["obs_var"], n.get("clip", CLIP), n.get("eps", EPS)
         )

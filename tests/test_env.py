@@ -158,3 +158,69 @@ def test_box2d_envs_start_fresh_episodes_on_resume_and_normalisers_are_kept():
     set_env_state(other, get_env_state(env))
     assert np.array_equal(other.obs_rms.mean, env.obs_rms.mean)
     assert other.obs_rms.count == env.obs_rms.count > 5  # a fresh one counts 1e-4
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs",
+    [("ALE/Breakout-v5", None), ("BreakoutNoFrameskip-v4", {"repeat_action_probability": 0.25})],
+)
+def test_sticky_action_atari_envs_restore_bit_for_bit(env_id, kwargs):
+    """ALE leaves the action it repeats out of cloneState; derl's sticky actions are a wrapper
+    whose last action checkpoints keep, so a restored env repeats the same action."""
+    from derl.env.state import get_vector_env_state, set_vector_env_state
+
+    actions = np.random.default_rng(1).integers(0, 4, size=(300, 2))
+
+    def play(env, steps):
+        return [env.step(a)[:4] for a in steps]
+
+    env = make(env_id, num_envs=2, seed=0, env_kwargs=kwargs)
+    play(env, actions[:100])
+    state = get_vector_env_state(env)
+    straight = play(env, actions[100:])
+    restored = make(env_id, num_envs=2, seed=7, env_kwargs=kwargs)
+    set_vector_env_state(restored, state)
+    again = play(restored, actions[100:])
+    for a, b in zip(straight, again, strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    sticky = env.unwrapped.envs[0].get_wrapper_attr("repeat_action_probability")
+    assert sticky == 0.25
+
+
+def test_atari_env_kwargs_frameskip_is_refused_and_max_episode_steps_counts_agent_steps():
+    with pytest.raises(UsageError, match="skips 4 frames"):
+        make_single("ALE/Breakout-v5", env_kwargs={"frameskip": 2})
+    env = make_single("BreakoutNoFrameskip-v4", env_kwargs={"max_episode_steps": 10})
+    env.reset(seed=0)  # and FIRE twice: agent steps too
+    truncated = False
+    while not truncated:
+        *_, terminated, truncated, info = env.step(0)
+        assert not terminated
+    assert info["episode"]["l"] == 10
+    env.close()
+
+
+class _Pixels(gym.Env):
+    """A uint8 image env with rewards of 5."""
+
+    observation_space = gym.spaces.Box(0, 255, (3, 8, 8), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 5.0, False, False, {}
+
+
+def test_normalize_keeps_image_pixels_and_scales_rewards_only():
+    env = make("Pixels-v0", num_envs=2, seed=0, normalize=True, env_fn=_Pixels)
+    assert isinstance(env, VecNormalize) and not env.norm_obs
+    obs, rewards, *_ = env.step(np.zeros(2, dtype=np.int64))
+    assert obs.dtype == np.uint8 and obs.max() > 10  # pixels, not normalised values
+    assert not np.allclose(rewards, 5.0)  # scaled by the return's std (and clipped)
+    agent_view = derl.Agent.normalize  # the frozen agent leaves pixels alone too
+    holder = type("A", (), {"normalizer": env.state_dict()})()
+    assert agent_view(holder, obs) is obs
+    env.close()

@@ -14,6 +14,7 @@ from gymnasium.wrappers import (
     AtariPreprocessing,
     FrameStackObservation,
     RecordEpisodeStatistics,
+    StickyAction,
     TimeLimit,
     TransformReward,
 )
@@ -67,21 +68,37 @@ class FireReset(gym.Wrapper):
 
 def make_atari(env_id: str, render_mode: str | None = None, **env_kwargs) -> gym.Env:
     """One Atari env with the DeepMind preprocessing; observations are [4, 84, 84] uint8.
-    `env_kwargs` go to gymnasium.make (e.g. repeat_action_probability, mode, difficulty)."""
+    `env_kwargs` go to gymnasium.make (e.g. repeat_action_probability, mode, difficulty), but for
+    `max_episode_steps`, which counts agent steps here (default 27,000: 108k frames)."""
     kwargs = {"render_mode": render_mode, **env_kwargs}
-    obs_type = kwargs.get("obs_type", gym.spec(env_id.split(":")[-1]).kwargs.get("obs_type", "rgb"))
+    spec_kwargs = gym.spec(env_id.split(":")[-1]).kwargs
+    obs_type = kwargs.get("obs_type", spec_kwargs.get("obs_type", "rgb"))
     if obs_type != "rgb":  # AtariPreprocessing reads the screen whatever the env returns
         raise UsageError(
             f"{env_id} with obs_type={obs_type!r}: derl's Atari preprocessing works on the "
             "screen; for RAM observations pass your own env (env_fn=, see the README)"
         )
-    if not env_id.split(":")[-1].split("/")[-1].split("-")[0].endswith("NoFrameskip"):
-        kwargs["frameskip"] = (
-            1  # AtariPreprocessing skips frames itself; v5 ids keep sticky actions
+    if "frameskip" in kwargs:
+        raise UsageError(
+            f"{env_id} with frameskip={kwargs['frameskip']!r}: derl's Atari preprocessing skips "
+            "4 frames itself (max-pooling the last two); for other frame skips pass your own "
+            "env (env_fn=, see the README)"
         )
+    max_steps = kwargs.pop("max_episode_steps", MAX_AGENT_STEPS)
+    # AtariPreprocessing skips frames itself, so ALE steps one frame at a time.
+    kwargs["frameskip"] = 1
+    # Sticky actions (ALE/*-v5: 0.25; NoFrameskip-v4: 0) per frame as ALE does them, but in
+    # gymnasium's wrapper: ALE keeps the action it repeats out of cloneState, so a checkpoint
+    # could not restore it, and a resumed run would repeat another action.
+    sticky = float(
+        kwargs.pop("repeat_action_probability", spec_kwargs.get("repeat_action_probability", 0.0))
+    )
+    kwargs["repeat_action_probability"] = 0.0
     env = gym.make(env_id, **kwargs)
+    if sticky > 0:
+        env = StickyAction(env, sticky)
     env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
-    env = TimeLimit(env, MAX_AGENT_STEPS)
+    env = TimeLimit(env, max_steps)
     env = RecordEpisodeStatistics(env)  # true score: below life loss and reward clipping
     env = EpisodicLife(env)
     if "FIRE" in env.unwrapped.get_action_meanings():  # type: ignore[attr-defined]  # AtariEnv's

@@ -22,17 +22,25 @@ def normalize_obs(
 
 
 class VecNormalize(VectorWrapper):
-    """Normalise observations by running mean/std and rewards by the return's std."""
+    """Normalise observations by running mean/std and rewards by the return's std.
+
+    Images (uint8 observations of 3 dimensions) keep their pixels, and only the rewards are
+    normalised, as SB3 does: derl's networks scale images by 1/255 themselves, and its runner
+    stores them as uint8, which a normalised frame does not fit."""
 
     def __init__(self, env: VectorEnv, gamma: float = 0.99, clip: float = CLIP, eps: float = EPS):
         super().__init__(env)
-        self.obs_rms = RunningMeanStd(shape=env.single_observation_space.shape)
+        space = env.single_observation_space
+        self.norm_obs = not (space.dtype == np.uint8 and len(space.shape or ()) == 3)
+        self.obs_rms = RunningMeanStd(shape=space.shape)
         self.return_rms = RunningMeanStd(shape=())
         self.returns = np.zeros(env.num_envs)
         self.gamma, self.clip, self.eps = gamma, clip, eps
         self.training = True  # False freezes the statistics (evaluation)
 
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        if not self.norm_obs:
+            return obs
         return normalize_obs(obs, self.obs_rms.mean, self.obs_rms.var, self.clip, self.eps)
 
     def reset(self, **kwargs):
@@ -72,6 +80,7 @@ class VecNormalize(VectorWrapper):
             "ret_var": self.return_rms.var,
             "ret_count": self.return_rms.count,
             "returns": self.returns.copy(),
+            "norm_obs": self.norm_obs,
             "clip": self.clip,
             "eps": self.eps,
         }

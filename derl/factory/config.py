@@ -167,7 +167,9 @@ class Config:
         "--torch-deterministic: a seed repeats and a resumed run continues bit for bit, a little "
         "slower; CPU runs are deterministic either way",
     )
-    normalize: bool = hp(False, "running observation and reward normalisation")
+    normalize: bool = hp(
+        False, "running observation and reward normalisation (images: rewards only)"
+    )
     gamma: float = hp(0.99, "discount factor", at_least=0, at_most=1)
     checkpoint_every: int = hp(
         100_000,
