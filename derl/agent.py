@@ -15,6 +15,7 @@ from derl import checkpoint
 from derl.alg.base import Algorithm
 from derl.env.normalize import CLIP, EPS, VecNormalize, normalize_obs
 from derl.errors import UsageError
+from derl.evaluate import eval_mode
 from derl.factory.config import Config
 from derl.models import is_image
 from derl.types import Policy
@@ -72,7 +73,10 @@ class Agent:
         single = obs.ndim == len(self.obs_shape)
         obs_t = torch.as_tensor(obs[None] if single else obs, device=self.device)
         obs_t = obs_t if self.image else obs_t.float()
-        actions = self.policy.env_actions(self.policy.act(obs_t, deterministic)["actions"])
+        # Eval mode, as evaluate() and `derl eval` act: noisy layers use their mean weights,
+        # and SAC/TD3 never take their random warm-up actions.
+        with eval_mode(self.policy):
+            actions = self.policy.env_actions(self.policy.act(obs_t, deterministic)["actions"])
         return actions[0] if single else actions
 
     @property

@@ -245,3 +245,21 @@ def test_rainbow_classic_support_holds_the_discounted_returns(env_id):
     c = derl.make_config("rainbow", env_id)
     bound = 1 / (1 - c.gamma)  # |sum_t gamma^t r_t| <= 1 / (1 - gamma) for |r_t| <= 1
     assert c.atoms > 1 and c.v_min <= -bound and c.v_max >= bound
+
+
+def test_loaded_noisy_agent_acts_as_evaluate_does(tmp_path):
+    """derl.load(...).act takes the noisy layers' mean weights, as evaluate() and `derl eval`."""
+    import derl
+    from derl.evaluate import eval_mode
+
+    config = derl.make_config(
+        "rainbow", "CartPole-v1", num_train_steps=600, learning_starts=300, eval_every=0,
+        logdir=str(tmp_path), seed=0,
+    )
+    derl.train(config, progress=False)
+    agent = derl.load(tmp_path)
+    obs = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    with eval_mode(agent.policy):
+        expected = agent.policy.env_actions(agent.policy.act(torch.as_tensor(obs), True)["actions"])
+    assert np.array_equal(agent.act(obs), expected)
+    assert np.array_equal(agent.act(obs), expected)  # no fresh noise at each call
