@@ -26,6 +26,15 @@ _NOT_AN_EXPERIMENT = {
     "eval_every",
     "eval_episodes",
     "vectorization",
+    "threads",
+    "buffer_device",
+    "dist_backend",
+    "launch_id",
+    "capture_video_every",
+    "track",
+    "wandb_project",
+    "wandb_entity",
+    "wandb_group",
 }
 
 

@@ -22,10 +22,20 @@ def gif(frames: np.ndarray, fps: float) -> bytes:
 
     # Octree quantisation: about 4x faster than Pillow's default median cut and smaller files,
     # which matters when a run films itself every N steps.
-    images = [Image.fromarray(frame).quantize(method=Image.Quantize.FASTOCTREE) for frame in frames]
+    # A GIF's frame delay is whole centiseconds, and browsers play delays under 20 ms at 100 ms:
+    # faster envs (MuJoCo's 67-125 fps) keep every k-th frame instead, at a delay that fits.
+    # (the first k whose delay rounds to within 6%: 30 fps keeps every 2nd frame at 70 ms).
+    every = max(1, math.ceil(fps / 50))
+    while abs(round(1000 * every / fps, -1) * fps / (1000 * every) - 1) > 0.06 and every < fps:
+        every += 1
+    delay = max(20, round(1000 * every / fps, -1))
+    images = [
+        Image.fromarray(frame).quantize(method=Image.Quantize.FASTOCTREE)
+        for frame in frames[::every]
+    ]
     out = io.BytesIO()
     images[0].save(
-        out, format="GIF", save_all=True, append_images=images[1:], duration=1000 / fps, loop=0
+        out, format="GIF", save_all=True, append_images=images[1:], duration=delay, loop=0
     )
     return out.getvalue()
 

@@ -253,8 +253,13 @@ def test_loaded_noisy_agent_acts_as_evaluate_does(tmp_path):
     from derl.evaluate import eval_mode
 
     config = derl.make_config(
-        "rainbow", "CartPole-v1", num_train_steps=600, learning_starts=300, eval_every=0,
-        logdir=str(tmp_path), seed=0,
+        "rainbow",
+        "CartPole-v1",
+        num_train_steps=600,
+        learning_starts=300,
+        eval_every=0,
+        logdir=str(tmp_path),
+        seed=0,
     )
     derl.train(config, progress=False)
     agent = derl.load(tmp_path)

@@ -182,7 +182,7 @@ def test_sticky_action_atari_envs_restore_bit_for_bit(env_id, kwargs):
     set_vector_env_state(restored, state)
     again = play(restored, actions[100:])
     for a, b in zip(straight, again, strict=True):
-        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     sticky = env.unwrapped.envs[0].get_wrapper_attr("repeat_action_probability")
     assert sticky == 0.25
 

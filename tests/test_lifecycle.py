@@ -343,6 +343,28 @@ def test_plot_labels_curves_by_algorithm_and_what_differs_within_it():
     # A field added to derl later (absent from older runs' configs) is no difference.
     older = {**configs, Path("p2"): {**ppo, "seed": 2, "compile": False}}
     assert group_runs(older)["ppo lr=0.001"] == [Path("p0"), Path("p1"), Path("p2")]
+    # Settings of the machine or the launch are no difference either (--threads 1 on a busy one).
+    launched = {**configs, Path("p1"): {**ppo, "seed": 1, "threads": 1, "launch_id": "u1"}}
+    assert group_runs(launched)["ppo lr=0.001"] == [Path("p0"), Path("p1")]
+
+
+@pytest.mark.parametrize("fps", [15, 30, 67, 125])
+def test_gifs_play_at_the_env_speed(fps):
+    """GIF delays are whole centiseconds and browsers slow delays under 20 ms to 100 ms."""
+    import io
+
+    from PIL import Image
+
+    from derl.video import gif
+
+    frames = np.repeat(np.arange(250, dtype=np.uint8)[:, None, None, None], 8, axis=1)
+    image = Image.open(io.BytesIO(gif(np.repeat(np.repeat(frames, 8, 2), 3, 3), fps)))
+    delays = []
+    for i in range(image.n_frames):
+        image.seek(i)
+        delays.append(image.info["duration"])
+    assert min(delays) >= 20
+    assert sum(delays) / 1000 == pytest.approx(250 / fps, rel=0.07)
 
 
 def test_plot_writes_a_png_with_seeds_grouped(tmp_path):
