@@ -51,6 +51,7 @@ class Lifecycle:
         self.alg, self.config, self.logdir, self.logger = alg, config, logdir, logger
         self.start = self.last_checkpoint = self.last_eval = alg.runner.step_count
         self.last_checkpoint_time = time.monotonic()
+        self.checkpointed: int | None = None  # the step of the last checkpoint this process wrote
         self.clock_checkpoint = (
             False  # data-parallel: the ranks agreed on a checkpoint by the clock
         )
@@ -151,7 +152,8 @@ class Lifecycle:
             self.evaluate(step)
         if self.config.capture_video_every and self.last_video != step:
             self.capture_video(step)
-        self.checkpoint(step)
+        if self.checkpointed != step:  # a callback can stop the run at a checkpoint's step
+            self.checkpoint(step)
 
     def checkpoint(self, step: int) -> Path:
         schedule = {"last_eval": self.last_eval, "last_video": self.last_video}
@@ -168,6 +170,7 @@ class Lifecycle:
             self.save(state, path)
             checkpoint.prune(self.logdir, self.config.keep_checkpoints)
         self.last_checkpoint, self.last_checkpoint_time = step, time.monotonic()
+        self.checkpointed = step
         self.emit("on_checkpoint", step, path=path)
         return path
 
@@ -262,8 +265,12 @@ class Lifecycle:
         self.last_video = step
         if not distributed.is_main():
             return
-        frames, fps, _ = film_episode(Agent.from_alg(self.alg, self.config, self.env_fn))
-        self.logger.video("eval/video", frames, fps, step)
+        try:
+            frames, fps, _ = film_episode(Agent.from_alg(self.alg, self.config, self.env_fn))
+            self.logger.video("eval/video", frames, fps, step)
+        except Exception as exc:  # a video is not worth the run: train on, checkpoint included
+            reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            print(f"derl: warning: no video at step {step}: {reason}", file=sys.stderr)
 
     def on_sigint(self, signum, frame) -> None:
         """Ctrl-C (SIGINT) or SIGTERM (a scheduler, `timeout`, a kill of the process group):

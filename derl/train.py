@@ -281,6 +281,7 @@ def learn(run: Run) -> TrainResult:
     try:
         alg.learn(run.logger, lifecycle.on_update if lifecycle.callbacks else None)
         lifecycle.finish(alg.runner.step_count)
+        stopped_by = lifecycle.stopped_by  # a callback's stop in the last rollout
     except Interrupted:
         interrupted = True
     except Stopped as stop:

@@ -386,6 +386,43 @@ def test_returning_false_stops_and_save_every_keeps_agents(tmp_path):
     assert derl.load(tmp_path / "run" / "agents" / "agent-512.pt", env_fn=make_signs)
 
 
+def test_stops_at_a_checkpoint_and_in_the_last_rollout_are_kept(tmp_path):
+    class StopAtCheckpoint(Recorder):
+        def on_checkpoint(self, event):
+            super().on_checkpoint(event)
+            return False
+
+    class StopLate(Callback):
+        def on_update(self, event):
+            return event.step < 256  # only the last rollout's updates say stop
+
+    stopper = StopAtCheckpoint()
+    config = small(logdir=str(tmp_path / "a"), num_train_steps=1024, checkpoint_every=128)
+    result = derl.train(config, progress=False, env_fn=make_signs, callbacks=[stopper])
+    assert result.stopped_by == "StopAtCheckpoint" and result.env_steps == 128
+    assert [e for e in stopper.events if e[0] == "checkpoint"] == [("checkpoint", 128)]
+    config = small(logdir=str(tmp_path / "b"), num_train_steps=256)
+    result = derl.train(config, progress=False, env_fn=make_signs, callbacks=[StopLate()])
+    assert result.stopped_by == "StopLate" and result.env_steps == 256
+
+
+def test_a_video_that_fails_is_a_warning_and_the_run_goes_on(tmp_path, capsys):
+    def no_render_mode():  # the README's make_env has no render_mode either
+        return make_signs()
+
+    config = small(
+        logdir=str(tmp_path / "run"),
+        num_train_steps=256,
+        checkpoint_every=128,
+        capture_video_every=128,
+    )
+    result = derl.train(config, progress=False, env_fn=no_render_mode)
+    assert result.env_steps == 256
+    assert "derl: warning: no video at step 128" in capsys.readouterr().err
+    saved = {p.name for p in (tmp_path / "run" / "checkpoints").iterdir()}
+    assert {"step-000000000128.pt", "step-000000000256.pt"} <= saved
+
+
 def test_stop_on_reward_needs_evaluations(tmp_path):
     config = small(num_train_steps=64, logdir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="eval_every"):
