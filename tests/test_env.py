@@ -224,3 +224,12 @@ def test_normalize_keeps_image_pixels_and_scales_rewards_only():
     holder = type("A", (), {"normalizer": env.state_dict()})()
     assert agent_view(holder, obs) is obs
     env.close()
+
+
+class _Shifted(_Pixels):
+    action_space = gym.spaces.Discrete(3, start=-1)
+
+
+def test_discrete_actions_that_do_not_start_at_0_are_refused():
+    with pytest.raises(UsageError, match="does not start at 0"):
+        make("Shifted-v0", env_fn=_Shifted)

@@ -126,6 +126,7 @@ def make_single(
     """
     if env_fn is not None:
         env = cap_episodes(call_env_fn(env_fn, render_mode), max_episode_steps)
+        check_action_start(env.action_space, env_id)
         return FlatObservations(image_layout(RecordEpisodeStatistics(env)))
     register_ids(env_id)  # again here: async workers are fresh processes
     env_kwargs = env_kwargs or {}
@@ -139,7 +140,19 @@ def make_single(
         if not env_kwargs:
             raise
         raise UsageError(f"--env-kwargs {env_kwargs} do not fit {env_id}: {exc}") from None
+    check_action_start(env.action_space, env_id)
     return FlatObservations(image_layout(env))
+
+
+def check_action_start(space: gym.Space, env_id: str) -> None:
+    """derl's policies pick discrete actions from 0: refuse spaces that start elsewhere, which
+    would be sent actions they do not have."""
+    start = getattr(space, "start", None)
+    if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete) and np.any(start != 0):
+        raise UsageError(
+            f"{env_id}'s action space {space} does not start at 0, and derl's policies pick "
+            "actions 0..n-1; wrap the env with gymnasium.wrappers.TransformAction to shift them"
+        )
 
 
 def image_layout(env: gym.Env) -> gym.Env:
