@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from derl.evaluate import eval_mode
 from derl.types import Policy
 
 
@@ -81,12 +81,15 @@ def nonfinite_activation(policy: Policy, obs: Tensor | None) -> str | None:
     # A user's network may hold dropout (random draws) or batch norm (running statistics): the
     # probe runs in eval mode, on a fork of torch's RNG, so that it changes nothing that a
     # checkpoint taken just before has saved, and a resumed run stays bit for bit.
+    module = cast(nn.Module, policy)  # every derl policy is one
+    training = module.training
     try:
-        # A broken policy may fail to act: the hooks saw why.
-        with torch.random.fork_rng(), eval_mode(policy), contextlib.suppress(Exception):
+        with torch.random.fork_rng(), contextlib.suppress(Exception):  # a broken policy may
+            module.eval()  # fail to act: the hooks saw why
             # the eager act under --compile: hooks would break torch.compile's graph apart
             getattr(policy.act, "eager", policy.act)(obs, deterministic=True)
     finally:
+        module.train(training)
         for handle in handles:
             handle.remove()
     return found[0] if found else None
