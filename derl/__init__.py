@@ -8,7 +8,20 @@ from derl import env
 from derl.agent import Agent, load, save
 from derl.alg import A2CLoss, Alg, AlgLoss, PPOLoss
 from derl.errors import UsageError
-from derl.factory import A2CConfig, PPOConfig, make_a2c, make_config, make_ppo
+from derl.factory import (
+    A2CConfig,
+    DQNConfig,
+    PPOConfig,
+    RainbowConfig,
+    SACConfig,
+    TD3Config,
+    make_a2c,
+    make_config,
+    make_dqn,
+    make_ppo,
+    make_sac,
+    make_td3,
+)
 from derl.logger import Logger
 from derl.models import make_model
 from derl.policies import ActorCriticPolicy
@@ -37,10 +50,17 @@ __all__ = [
     "PPOLoss",
     "UsageError",
     "A2CConfig",
+    "DQNConfig",
     "PPOConfig",
+    "RainbowConfig",
+    "SACConfig",
+    "TD3Config",
     "make_a2c",
     "make_config",
+    "make_dqn",
     "make_ppo",
+    "make_sac",
+    "make_td3",
     "Logger",
     "make_model",
     "ActorCriticPolicy",
