@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/derl ppo --env-id CartPole-v1 --seed 0
+	$(BIN)/derl ppo --env-id CartPole-v1 --seed 0 --threads 1  # 1 thread: as fast here, and no crawl on a busy core
 
 # -n auto: pytest-xdist, one worker process per core (one torch thread each: tests/conftest.py).
 test: $(VENV)/.installed
