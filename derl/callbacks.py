@@ -16,6 +16,10 @@ Events, in the order of a run:
 - `on_checkpoint`: a checkpoint was written (`event.path`); after the evaluation of the same step;
 - `on_training_end`: training ended (done, stopped by a callback, or Ctrl-C), after the last
   checkpoint. Not called when training fails with an error.
+
+A callback with state of its own (a patience count) returns it from `state_dict`; checkpoints
+save it and `derl.resume(..., callbacks=[...])` hands it back to the callback of the same class
+at the same position in the list.
 """
 
 from __future__ import annotations
@@ -58,6 +62,16 @@ class Callback:
 
     def on_training_end(self, event: Event) -> bool | None:
         return None
+
+    def state_dict(self) -> dict:
+        """What this callback must carry over a resume (patience, the best return so far):
+        plain data only (numbers, strings, lists, dicts, tensors, numpy arrays). Each checkpoint
+        saves it; {} saves nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """A resumed run hands back what `state_dict` returned at its checkpoint, before
+        `on_training_start`."""
 
 
 class StopOnReward(Callback):

@@ -45,6 +45,28 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
+PLAIN = (torch.Tensor, np.ndarray, np.generic, str, bytes, int, float, complex, type(None))
+
+
+def not_plain(obj: Any, where: str) -> str | None:
+    """Where in `obj` (a path such as `where["best"][0]`) lies something a checkpoint cannot
+    hold, with its type; None: all of it is plain data. torch.load(weights_only=True) would
+    refuse the file only when it is read back, long after the run that wrote it."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, (str, int)):
+                return f"{where}: a key of type {type(key).__name__}"
+            if found := not_plain(value, f"{where}[{key!r}]"):
+                return found
+        return None
+    if isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            if found := not_plain(value, f"{where}[{i}]"):
+                return found
+        return None
+    return None if isinstance(obj, PLAIN) else f"{where}: a {type(obj).__name__}"
+
+
 def from_plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         if set(obj) == {"__ndarray__"}:

@@ -127,6 +127,39 @@ class Lifecycle:
         if self.exchange is None:
             self.stopped_by = self.vote
 
+    def callback_states(self) -> list[dict]:
+        """Each callback's `state_dict`, by position and class, for the checkpoint."""
+        states = []
+        for callback in self.callbacks:
+            name = type(callback).__qualname__
+            state = callback.state_dict() if hasattr(callback, "state_dict") else {}
+            if bad := checkpoint.not_plain(state, f"{name}.state_dict()"):
+                raise UsageError(
+                    f"{bad}: checkpoints hold plain data only (numbers, strings, lists, "
+                    "dicts, tensors, numpy arrays); return those from state_dict"
+                )
+            states.append({"name": name, "state": checkpoint.to_plain(state)})
+        return states
+
+    def load_callback_states(self, states: list[dict]) -> None:
+        """A resumed run: each callback gets the state that the callback at the same position
+        saved, when it is of the same class. A saved state that no callback takes is dropped
+        with one warning line (the callbacks were passed in another order, or left out)."""
+        for i, saved in enumerate(states):
+            callback = self.callbacks[i] if i < len(self.callbacks) else None
+            name = type(callback).__qualname__ if callback is not None else None
+            if name == saved["name"] and hasattr(callback, "load_state_dict"):
+                if saved["state"]:
+                    callback.load_state_dict(checkpoint.from_plain(saved["state"]))
+            elif saved["state"]:
+                now = f"is a {name}" if name else "was not passed"
+                print(
+                    f"derl: warning: the checkpoint holds the state of callback {i}, a "
+                    f"{saved['name']}, but callback {i} {now}: that state is dropped (pass "
+                    "the callbacks in the run's order to keep it)",
+                    file=sys.stderr,
+                )
+
     def exchange_with_ranks(self, step: int) -> None:
         """Data-parallel runs: the ranks' episodes to rank 0's logger, and a stop (Ctrl-C on
         any rank, a callback on rank 0) agreed by all, so that they stop at the same step."""
@@ -157,7 +190,9 @@ class Lifecycle:
 
     def checkpoint(self, step: int) -> Path:
         schedule = {"last_eval": self.last_eval, "last_video": self.last_video}
-        state = snapshot(self.alg, self.config, self.logger, schedule=schedule)
+        state = snapshot(
+            self.alg, self.config, self.logger, schedule=schedule, callbacks=self.callback_states()
+        )
         self.check_model(step, state["state"])
         path = checkpoint.checkpoint_path(self.logdir, step)
         if self.exchange is not None:

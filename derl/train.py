@@ -184,6 +184,8 @@ def build(
     callbacks = callbacks if main else ()  # told once, by rank 0
     schedule = resume_state.get("schedule") if resume_state else None
     lifecycle = Lifecycle(alg, config, logdir, logger, stop_after, callbacks, env_fn, schedule)
+    if resume_state is not None:  # checkpoints written before 2026-12-06 hold no callbacks
+        lifecycle.load_callback_states(resume_state.get("callbacks", []))
     # may refuse: before writing
     together(lambda: lifecycle.emit("on_training_start", alg.runner.step_count))
     resolved = {
