@@ -208,3 +208,17 @@ def test_ppo_solves_cartpole_through_envpool(tmp_path, one_thread):
     from derl.evaluate import evaluate
 
     assert evaluate(derl.load(tmp_path / "run"), num_episodes=10).mean() >= 475
+
+
+def test_an_unseeded_first_reset_is_random_as_in_gymnasium():
+    """gymnasium's `reset(seed=None)` on a new env draws fresh entropy; so does EnvPool's path
+    (it used to seed 0, so every unseeded pool played the same episodes)."""
+    starts = []
+    for _ in range(2):
+        env = make("CartPole-v1", num_envs=2, seed=None, vectorization="envpool")
+        obs, _ = env.reset()
+        starts.append(obs)
+        env.close()
+    assert not np.array_equal(starts[0], starts[1])
+    seeded = [make("CartPole-v1", num_envs=2, seed=5, vectorization="envpool") for _ in range(2)]
+    np.testing.assert_array_equal(seeded[0].reset(seed=5)[0], seeded[1].reset(seed=5)[0])

@@ -190,11 +190,15 @@ class EnvPoolVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         # EnvPool seeds its envs when the pool is built (env i gets seed + i), so a new seed
-        # builds a new pool; without one, the running pool resets every env.
+        # builds a new pool; without one, the running pool resets every env. A first reset
+        # without a seed starts from fresh OS entropy, as gymnasium's envs do (within EnvPool's
+        # int32 seeds).
         if self.pool is None or seed is not None:
             if self.pool is not None:
                 self.pool.close()
-            self.pool = self.make_pool(0 if seed is None else seed)
+            if seed is None:
+                seed = int(np.random.SeedSequence().entropy % (2**31 - self.num_envs))
+            self.pool = self.make_pool(seed)
         obs, info = self.pool.reset()
         self.returns[:], self.lengths[:], self.starts[:] = 0, 0, time.perf_counter()
         if self.atari:
