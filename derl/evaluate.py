@@ -70,20 +70,22 @@ def film_episode(
     them at, and its return (nan when `max_steps` ended the film first)."""
     config = agent.config
     env = make_single(config.env_id, "rgb_array", config.env_kwargs, agent.env_fn)
-    follow_with_camera(env)
-    obs, _ = env.reset(seed=seed)
-    frames, episode_return = [env.render()], float("nan")
-    with eval_mode(agent.policy):
-        for _ in range(max_steps):
-            obs, _, terminated, truncated, info = env.step(agent.act(obs, deterministic))
-            frames.append(env.render())
-            if terminated or truncated:
-                if "episode" in info:  # Atari: a lost life is not the end of the game
-                    episode_return = float(info["episode"]["r"])
-                    break
-                obs, _ = env.reset()
-    fps = env.metadata.get("render_fps") or 30
-    env.close()
+    try:  # a failing render or policy must not leave a renderer (an EGL context) open
+        follow_with_camera(env)
+        obs, _ = env.reset(seed=seed)
+        frames, episode_return = [env.render()], float("nan")
+        with eval_mode(agent.policy):
+            for _ in range(max_steps):
+                obs, _, terminated, truncated, info = env.step(agent.act(obs, deterministic))
+                frames.append(env.render())
+                if terminated or truncated:
+                    if "episode" in info:  # Atari: a lost life is not the end of the game
+                        episode_return = float(info["episode"]["r"])
+                        break
+                    obs, _ = env.reset()
+        fps = env.metadata.get("render_fps") or 30
+    finally:
+        env.close()
     if agent.env_fn is None and family(config.env_id) == "atari":
         fps = 60 / 4  # one frame per agent step, four emulator frames each
     return np.stack(cast(list[np.ndarray], frames)), fps, episode_return

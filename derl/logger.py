@@ -166,6 +166,12 @@ class Logger:
             postfix["return"] = f"{self.mean_return():.1f}"
         self.bar.set_postfix(postfix, refresh=False)
 
+    def start_clock(self) -> None:
+        """Training starts now: the first `time/sps` point counts from here, not from the
+        Logger's construction, which comes before the envs, the model, compilation and a
+        checkpoint's restore (the first point of a run, and of each resume, was too low)."""
+        self.last_time = self.step_time = time.perf_counter()
+
     def state_dict(self) -> dict:
         return {"recent_returns": list(self.recent_returns)}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -82,8 +84,7 @@ def read_scalars(logdir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     """`tag`'s points (steps, values) from a run's events, or from `export_scalars`' CSV in a
     directory without event files."""
     if not any(logdir.glob("events.out.tfevents.*")) and scalars_csv(logdir, tag).exists():
-        data = np.loadtxt(scalars_csv(logdir, tag), delimiter=",", skiprows=1, ndmin=2)
-        return data[:, 0].astype(np.int64), data[:, 1]
+        return read_csv(scalars_csv(logdir, tag))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})  # 0: keep every point
@@ -95,6 +96,21 @@ def read_scalars(logdir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
         return np.array([]), np.array([])
     events = acc.Scalars(tag)
     return np.array([e.step for e in events]), np.array([e.value for e in events])
+
+
+def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`export_scalars`' points; a header alone (a run exported before it logged any) is none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy's "input contained no data": a header alone
+        try:
+            data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        except ValueError:
+            data = None
+    if data is None or (data.size and data.shape[1] != 2):
+        raise UsageError(f"{path} is damaged: it holds no step,value lines; export the run again")
+    if not data.size:
+        return np.array([], np.int64), np.array([])
+    return data[:, 0].astype(np.int64), data[:, 1]
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -132,14 +148,27 @@ def group_runs(configs: dict[Path, dict]) -> dict[str, list[Path]]:
     return dict(groups)
 
 
-def draw_group(ax, label: str, runs: list[Path], tag: str, smoothing: int, points: int) -> None:
-    """Mean over the seeds of one config, with a band of one standard deviation."""
-    curves = [read_scalars(run, tag) for run in runs]
-    curves = [(s, smooth(v, smoothing)) for s, v in curves if len(s)]
-    if not curves:
+def warn(message: str) -> None:
+    print(f"derl: warning: {message}", file=sys.stderr)
+
+
+def draw_group(ax, label: str, curves: dict[Path, tuple], smoothing: int, points: int) -> None:
+    """Mean over the seeds of one config, with a band of one standard deviation, at the steps
+    that every seed reached: beyond a seed's own first or last step np.interp would hold its
+    edge value, a made-up stretch in the mean and the band."""
+    firsts = {run: s[0] for run, (s, _) in curves.items()}
+    lasts = {run: s[-1] for run, (s, _) in curves.items()}
+    start, end = max(firsts.values()), min(lasts.values())
+    if start > end:
+        early = min(lasts, key=lambda run: lasts[run])
+        late = max(firsts, key=lambda run: firsts[run])
+        warn(
+            f"not drawn: the seeds of '{label}' share no steps ({early} ends at step {end}, "
+            f"{late} starts at {start}); plot them one at a time"
+        )
         return
-    grid = np.linspace(min(s[0] for s, _ in curves), min(s[-1] for s, _ in curves), points)
-    ys = np.stack([np.interp(grid, s, v) for s, v in curves])
+    grid = np.linspace(start, end, points)
+    ys = np.stack([np.interp(grid, s, smooth(v, smoothing)) for s, v in curves.values()])
     mean, std = ys.mean(0), ys.std(0)
     seeds = f"{len(curves)} seed{'s' * (len(curves) > 1)}"
     (line,) = ax.plot(grid, mean, label=f"{label} ({seeds})")
@@ -159,29 +188,46 @@ def plot(
     out = Path(out)
     if out.suffix.lower() not in PLOT_SUFFIXES:  # matplotlib would append .png to the name
         raise UsageError(f"--out {out}: the file must end in {', '.join(PLOT_SUFFIXES)}")
+    if smoothing < 1:  # smooth() would take it for 1 and say nothing
+        raise UsageError(
+            f"--smoothing {smoothing}: it is a trailing mean over that many points; "
+            "give 1 or more (1: no smoothing)"
+        )
+    configs = {run: read_config(run) for run in find_runs(paths)}
+    curves = {run: read_scalars(run, tag) for run in configs}
+    if not any(len(steps) for steps, _ in curves.values()):
+        raise UsageError(
+            f"no run at {', '.join(map(str, paths))} has logged {tag!r} yet "
+            "(or its event files are damaged)"
+        )
+    for run, (steps, _) in curves.items():
+        if not len(steps):  # e.g. stopped right after it started: the others are still drawn
+            warn(f"{run} has no {tag!r} points yet: left out of the plot")
+            del configs[run]
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never needs a display
     import matplotlib.pyplot as plt
 
-    configs = {run: read_config(run) for run in find_runs(paths)}
     envs = sorted({c["env_id"] for c in configs.values()})
     fig, axes = plt.subplots(1, len(envs), figsize=(7 * len(envs), 4.5), squeeze=False)
-    for ax, env_id in zip(axes[0], envs, strict=True):
-        same_env = {run: c for run, c in configs.items() if c["env_id"] == env_id}
-        for label, runs in sorted(group_runs(same_env).items()):
-            draw_group(ax, label, runs, tag, smoothing, points)
-        ax.set(title=env_id, xlabel="environment steps", ylabel=tag)
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize="small")
-    if not any(ax.lines for ax in axes[0]):
-        raise UsageError(
-            f"no run at {', '.join(map(str, paths))} has logged {tag!r} yet "
-            "(or its event files are damaged)"
-        )
-    fig.tight_layout()
-    with replacing(out) as tmp:  # a failed write keeps the plot that was there
-        fig.savefig(tmp, dpi=120, format=out.suffix[1:].lower())
-    plt.close(fig)
+    try:  # pyplot keeps a figure until it is closed: a notebook or a sweep would gather them
+        for ax, env_id in zip(axes[0], envs, strict=True):
+            same_env = {run: c for run, c in configs.items() if c["env_id"] == env_id}
+            for label, runs in sorted(group_runs(same_env).items()):
+                draw_group(ax, label, {run: curves[run] for run in runs}, smoothing, points)
+            ax.set(title=env_id, xlabel="environment steps", ylabel=tag)
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize="small")
+        if not any(ax.lines for ax in axes[0]):
+            raise UsageError(
+                f"nothing to draw of {tag!r}: the seeds of each config share no steps; "
+                "plot the runs one at a time"
+            )
+        fig.tight_layout()
+        with replacing(out) as tmp:  # a failed write keeps the plot that was there
+            fig.savefig(tmp, dpi=120, format=out.suffix[1:].lower())
+    finally:
+        plt.close(fig)
     return out

@@ -281,6 +281,7 @@ def learn(run: Run) -> TrainResult:
     catch_term = in_main and not distributed.launched()
     previous_term = signal.signal(signal.SIGTERM, lifecycle.on_sigint) if catch_term else None
     try:
+        run.logger.start_clock()
         alg.learn(run.logger, lifecycle.on_update if lifecycle.callbacks else None)
         lifecycle.finish(alg.runner.step_count)
         stopped_by = lifecycle.stopped_by  # a callback's stop in the last rollout

@@ -32,3 +32,33 @@ def test_an_older_checkpoints_rng_with_a_list_of_gpu_states_restores_anywhere():
     set_rng_state(state)
     assert (random.random(), np.random.random()) == expected[:2]
     assert torch.equal(torch.rand(1), expected[2])
+
+
+def test_the_first_sps_point_counts_from_the_start_of_training(monkeypatch):
+    """The Logger is built before the envs, the model and a checkpoint's restore; its first
+    `time/sps` point must not count that setup (a fake clock: 100 s of setup, then 1,000 steps
+    in 1 s)."""
+    import derl.logger
+
+    now = [0.0]
+    monkeypatch.setattr(derl.logger.time, "perf_counter", lambda: now[0])
+    logger = derl.logger.Logger(None, 10_000, progress=False, write_every=1)
+    written = {}
+    monkeypatch.setattr(logger, "scalar", lambda tag, value, step: written.setdefault(tag, value))
+    now[0] = 100.0  # setup
+    logger.start_clock()
+    now[0] = 101.0
+    logger.record({"loss": 1.0}, 1_000)
+    logger.flush(write=True)
+    assert written["time/sps"] == 1_000
+
+
+def test_training_starts_the_clock_after_setup(tmp_path, monkeypatch, one_thread):
+    import derl
+    from derl.logger import Logger
+
+    started = []
+    monkeypatch.setattr(Logger, "start_clock", lambda self: started.append(self.step))
+    config = derl.make_config("ppo", "CartPole-v1", num_train_steps=256, logdir=str(tmp_path))
+    derl.train(config, progress=False)
+    assert started == [0]
