@@ -148,8 +148,8 @@ class Lifecycle:
         for i, saved in enumerate(states):
             callback = self.callbacks[i] if i < len(self.callbacks) else None
             name = type(callback).__qualname__ if callback is not None else None
-            if name == saved["name"] and hasattr(callback, "load_state_dict"):
-                if saved["state"]:
+            if callback is not None and name == saved["name"]:
+                if saved["state"] and hasattr(callback, "load_state_dict"):
                     callback.load_state_dict(checkpoint.from_plain(saved["state"]))
             elif saved["state"]:
                 now = f"is a {name}" if name else "was not passed"

@@ -197,7 +197,7 @@ class EnvPoolVectorEnv(VectorEnv):
             if self.pool is not None:
                 self.pool.close()
             if seed is None:
-                seed = int(np.random.SeedSequence().entropy % (2**31 - self.num_envs))
+                seed = int(np.random.SeedSequence().generate_state(1)[0]) % (2**31 - self.num_envs)
             self.pool = self.make_pool(seed)
         obs, info = self.pool.reset()
         self.returns[:], self.lengths[:], self.starts[:] = 0, 0, time.perf_counter()
