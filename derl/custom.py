@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-from derl.errors import UsageError
+from derl.errors import DerlError, UsageError
 
 # Recorded for a function that cannot be imported by name (a lambda, a local function, one
 # defined in __main__): resuming or loading the run then needs it passed in again.
@@ -53,3 +54,39 @@ def import_function(name: str, flag: str) -> Callable:
     if not callable(found):
         raise UsageError(f"{flag} {name} is not a function")
     return found
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: message` of an exception, its lines joined: torch's messages often span several,
+    and derl's errors are one line."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def call_user_function(fn: Callable, label: str, args: tuple, parameters: str) -> Any:
+    """`fn(*args)` for a function of the user's, named `label` in errors: a signature that cannot
+    take `args` (checked before the call, so that a TypeError raised inside `fn` is not taken
+    for one), or an exception raised inside `fn`, is one UsageError saying so. `parameters`:
+    the signature derl calls it with, e.g. "(observation_space, action_space, config)"."""
+    try:
+        signature: inspect.Signature | None = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins and C functions have none: just call
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(*args)
+        except TypeError:
+            raise UsageError(
+                f"{label} must take {parameters}, but its signature is {signature}; "
+                f"define it as def {getattr(fn, '__name__', 'fn')}{parameters}"
+            ) from None
+    try:
+        return fn(*args)
+    except DerlError:  # already says what is wrong, in one line
+        raise
+    except Exception as exc:
+        # The cause stays chained: from Python, the traceback shows where in `fn` it failed.
+        raise UsageError(
+            f"{label} raised {one_line(exc)} when derl called it with {parameters}; fix it "
+            "(calling it yourself with those arguments shows the traceback)"
+        ) from exc

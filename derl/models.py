@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from derl.custom import one_line
 from derl.distributions import MultiCategorical
 from derl.errors import UsageError
 from derl.noisy import DuelingHead, NoisyLinear
@@ -402,17 +403,58 @@ class UserEncoder(nn.Module):
         if not isinstance(module, nn.Module):
             raise UsageError(f"{name} must return a torch.nn.Module, not {type(module).__name__}")
         self.space, self.module = space, module
-        out = getattr(module, "out_features", None)
-        if not isinstance(out, int):
-            with torch.no_grad():
-                features = self(example_batch(space))
-            if features.ndim != 2:
-                raise UsageError(
-                    f"{name} returned a network whose output has shape {tuple(features.shape)} "
-                    "for a batch of 1; it must be [batch, features]"
-                )
-            out = features.shape[1]
-        self.out_features = out
+        self.out_features = self.probe(name)
+
+    def probe(self, name: str) -> int:
+        """The width F of the network's [B, F] features, found by a forward pass on a batch of
+        two sample observations and checked against its `out_features` where it has one: a
+        network that cannot work is refused here, in one line, not with a traceback at the
+        first step. Two observations, so that a network that loses or joins the batch
+        dimension shows it. Eval mode on a fork of torch's RNG: batch norm takes a batch of
+        any size there and keeps its running statistics, dropout draws nothing, and the
+        weights initialised after this are those of a network without the probe."""
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        device = tensors[0].device if tensors else torch.device("cpu")
+        obs = unflatten(self.space, torch.cat([example_batch(self.space)] * 2).to(device))
+        training = self.module.training
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                self.module.eval()
+                features = self.module(obs)
+        except Exception as exc:  # the user's code: say which network, and what it raised
+            space = self.space
+            shape = f" of shape {space.shape}" if isinstance(space, gym.spaces.Box) else ""
+            raise UsageError(
+                f"{name} fails on a batch of 2 observations ({type(space).__name__}{shape}): "
+                f"{one_line(exc)}; it must map them to [batch, features] (see "
+                "docs/custom-network.md)"
+            ) from exc
+        finally:
+            self.module.train(training)
+        if not isinstance(features, Tensor):
+            raise UsageError(
+                f"{name} returned {type(features).__name__} for a batch of observations; its "
+                "network must return one [batch, features] tensor"
+            )
+        if features.ndim != 2 or features.shape[0] != 2:
+            raise UsageError(
+                f"{name} returned shape {tuple(features.shape)} for a batch of 2 observations; "
+                "it must return [batch, features], here [2, F] (e.g. x.flatten(1), not "
+                "x.flatten() or x.reshape(1, -1))"
+            )
+        if not features.is_floating_point():
+            raise UsageError(
+                f"{name} returned {str(features.dtype).removeprefix('torch.')} values; its "
+                "features must be floats (e.g. .float() on its output)"
+            )
+        declared, width = getattr(self.module, "out_features", None), features.shape[1]
+        if isinstance(declared, int) and declared != width:
+            raise UsageError(
+                f"{name}: its network's out_features is {declared}, but its output has {width} "
+                f"features; set out_features to {width}, or remove it (derl then reads it from "
+                "the output)"
+            )
+        return width
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.module(unflatten(self.space, obs))

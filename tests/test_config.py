@@ -52,3 +52,44 @@ def test_rainbow_turns_every_part_on():
     config = derl.make_config("rainbow", "BreakoutNoFrameskip-v4")
     assert config.noisy and config.atoms == 51 and config.double and config.dueling
     assert config.prioritized and config.nstep == 3 and config.final_eps == 0
+
+
+def small_encoder(observation_space, action_space, config):
+    return None
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(hidden=64), "hidden must be a string such as '64,64', got int 64"),
+        (
+            dict(model=small_encoder),
+            "model must be a 'module:function' string, got function small_encoder; or pass the "
+            "function itself: derl.train(config, model=...)",
+        ),
+        (dict(lr="3e-4"), "lr must be a number such as 0.00025, got str '3e-4'"),
+        (dict(normalize=1), "normalize must be True or False, got int 1"),
+        (dict(num_envs=2.0), "num_envs must be an int such as 8, got float 2.0"),
+        (dict(seed=True), "seed must be an int such as 0, got bool True"),
+        (dict(logdir=3), "logdir must be a string or None, got int 3"),
+        (dict(activation=None), "activation must be one of the strings 'tanh', "),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_one_line_naming_the_field(values, message):
+    with pytest.raises(UsageError) as raised:
+        derl.make_config("ppo", "CartPole-v1", **values)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_every_field_checks_its_type(alg):
+    for f in dataclasses.fields(ALGS[alg].config_cls):
+        if f.name == "env_id":  # make_config's own argument
+            continue
+        with pytest.raises(UsageError, match=f"^{f.name} must be "):
+            derl.make_config(alg, ENV[alg], **{f.name: object()})
+
+
+def test_numbers_of_the_right_kind_are_accepted():
+    config = derl.make_config("ppo", "CartPole-v1", lr=1, gamma=1, logdir=None, seed=3)
+    assert config.lr == 1 and config.gamma == 1 and config.logdir is None

@@ -295,6 +295,131 @@ def test_model_flag_imports_your_module(tmp_path, monkeypatch, capsys):
         assert message in err and err.count("\n") == 1
 
 
+# -- networks that cannot work: one line, exit 2 ---------------------------------------------
+
+BAD_NETS = """
+import torch
+from torch import nn
+
+
+def no_arguments():
+    return nn.Linear(4, 8)
+
+
+def keyword_only(observation_space, *, action_space, config):
+    return nn.Linear(4, 8)
+
+
+def raises_inside(observation_space, action_space, config):
+    return nn.Linear(observation_space["x"].shape[0], 8)  # CartPole's space is no Dict
+
+
+def not_a_module(observation_space, action_space, config):
+    return lambda obs: obs
+
+
+def says_64_gives_32(observation_space, action_space, config):
+    net = nn.Sequential(nn.Linear(4, 32), nn.ReLU())
+    net.out_features = 64
+    return net
+
+
+def one_vector_per_batch(observation_space, action_space, config):
+    return nn.Flatten(0)                # [B, 4] -> [4B]: the batch dimension is lost
+
+
+def joins_the_batch(observation_space, action_space, config):
+    class Joined(nn.Module):
+        out_features = 4
+
+        def forward(self, obs):
+            return obs.reshape(1, -1)   # [B, 4] -> [1, 4B]: right for a batch of 1 only
+    return Joined()
+
+
+def integer_features(observation_space, action_space, config):
+    class Rounds(nn.Module):
+        def forward(self, obs):
+            return obs.round().long()
+    return Rounds()
+
+
+def wrong_input_size(observation_space, action_space, config):
+    return nn.Sequential(nn.Linear(7, 32), nn.ReLU())      # CartPole has 4 numbers
+
+
+def batch_norm(observation_space, action_space, config):
+    size = observation_space.shape[0]
+    return nn.Sequential(nn.Linear(size, 32), nn.BatchNorm1d(32), nn.ReLU())
+"""
+
+
+@pytest.fixture
+def bad_nets(tmp_path, monkeypatch):
+    (tmp_path / "badnets.py").write_text(BAD_NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        ("no_arguments", "must take (observation_space, action_space, config)"),
+        ("keyword_only", "its signature is (observation_space, *, action_space, config)"),
+        ("raises_inside", "raised TypeError"),
+        ("not_a_module", "must return a torch.nn.Module, not function"),
+        ("says_64_gives_32", "out_features is 64, but its output has 32 features"),
+        ("one_vector_per_batch", "returned shape (8,) for a batch of 2 observations"),
+        ("joins_the_batch", "returned shape (1, 8) for a batch of 2 observations"),
+        ("integer_features", "returned int64 values"),
+        ("wrong_input_size", "fails on a batch of 2 observations"),
+    ],
+)
+def test_a_network_that_cannot_work_is_one_line(fn, says, bad_nets, capsys):
+    argv = ["ppo", "--env-id", "CartPole-v1", "--num-train-steps", "256"]
+    logdir = bad_nets / fn
+    assert main([*argv, "--model", f"badnets:{fn}", "--logdir", str(logdir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"derl: error: --model badnets:{fn}") and says in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_batch_norm_network_probes_in_eval_mode_and_trains(bad_nets):
+    argv = ["ppo", "--env-id", "CartPole-v1", "--num-train-steps", "256", "--hidden", "16"]
+    assert main([*argv, "--model", "badnets:batch_norm", "--logdir", str(bad_nets / "r")]) == 0
+    # The probe (a batch of 2 in eval mode, on a fork of the RNG) left the running statistics
+    # alone: a built encoder's batch norm has seen no batch.
+    from badnets import batch_norm
+
+    config = derl.make_config("ppo", "CartPole-v1", hidden="16")
+    env = derl.env.make("CartPole-v1")
+    policy = derl.factory.get_alg("ppo").make_policy(
+        config, env.single_observation_space, env.single_action_space, batch_norm
+    )
+    norm = policy.model.encoder.module[1]
+    assert norm.training and int(norm.num_batches_tracked) == 0
+    assert derl.load(bad_nets / "r").act(np.zeros(4, np.float32)) in (0, 1)
+
+
+def test_a_bad_network_from_python_is_a_usage_error(tmp_path):
+    config = small(logdir=str(tmp_path / "run"), num_train_steps=64)
+    with pytest.raises(derl.UsageError, match=r"must take \(observation_space, action_space"):
+        derl.train(config, progress=False, env_fn=make_signs, model=lambda: nn.Linear(1, 4))
+    with pytest.raises(derl.UsageError, match="out_features is 3, but its output has 4"):
+        derl.train(config, progress=False, env_fn=make_signs, model=lambda o, a, c: WrongWidth())
+
+
+class WrongWidth(nn.Linear):
+    """A Linear of 4 outputs that says it has 3."""
+
+    def __init__(self):
+        super().__init__(1, 4)
+        self.out_features = 3
+
+    def forward(self, obs):
+        return nn.functional.linear(obs, self.weight, self.bias)
+
+
 def test_hidden_and_activation_for_every_algorithm():
     for alg in ("ppo", "a2c", "dqn", "rainbow", "sac", "td3"):
         env_id = "Pendulum-v1" if alg in ("sac", "td3") else "CartPole-v1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,51 @@ def bound_error(flag: str, value: Any, meta: dict) -> str | None:
     if high is not None and not value <= high:
         return f"{flag} must be <= {high}, got {value}"
     return None
+
+
+def type_error(f: dataclasses.Field, hint: Any, value: Any, meta: dict) -> str | None:
+    """What is wrong with the type of `value` for the field `f` (annotated `hint`), or None.
+    Only Python (`make_config(hidden=64)`) or a damaged config.json gets a wrong type here: the
+    CLI and config files convert their text to the fields' types first, so the message names
+    the keyword, not the flag."""
+    kinds = typing.get_args(hint) or (hint,)  # `str | None` -> (str, NoneType)
+    if any(is_of_type(kind, value) for kind in kinds):
+        return None
+    kind = next(k for k in kinds if k is not type(None))
+    example = f.default if f.default not in (dataclasses.MISSING, None, "") else None
+    expected = {
+        bool: "True or False",
+        int: f"an int such as {example if example is not None else 1}",
+        float: f"a number such as {example if example is not None else 0.5}",
+        dict: "a dict such as {'map_name': '8x8'}",
+        str: f"a string such as {example!r}" if example is not None else "a string",
+    }[kind]
+    if meta.get("function"):
+        expected = "a 'module:function' string"
+    elif "choices" in meta:
+        expected = f"one of the strings {', '.join(map(repr, meta['choices']))}"
+    if type(None) in kinds:
+        expected += " or None"
+    got = getattr(value, "__qualname__", None) if callable(value) else None
+    got = f"{type(value).__name__} {got or repr(value)}"
+    got = got if len(got) <= 60 else got[:57] + "..."
+    fix = (
+        f"; or pass the function itself: derl.train(config, {f.name}=...)"
+        if meta.get("function") and callable(value)
+        else ""
+    )
+    return f"{f.name} must be {expected}, got {got}{fix}"
+
+
+def is_of_type(kind: type, value: Any) -> bool:
+    """Whether `value` is of a field type: a bool is no number here (True would train as 1),
+    and an int is a fine float (`lr=1`). numpy's ints are not ints (config.json could not hold
+    them); its floats are floats."""
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 def layer_sizes(text: str) -> tuple[int, ...]:
@@ -212,10 +258,14 @@ class Config:
     wandb_group: str | None = hp(None, "W&B group of --track, e.g. the seeds of one config")
 
     def validate(self) -> None:
-        """Raise UsageError for values that cannot work: each field's declared bounds, then the
-        relations between fields (`relations`)."""
+        """Raise UsageError for values that cannot work: each field's type and declared bounds,
+        then the relations between fields (`relations`)."""
+        types = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            error = bound_error(flag(f.name), getattr(self, f.name), metadata(type(self), f.name))
+            value, meta = getattr(self, f.name), metadata(type(self), f.name)
+            error = type_error(f, types[f.name], value, meta) or bound_error(
+                flag(f.name), value, meta
+            )
             if error:
                 raise UsageError(error)
         for ok, message in self.relations():
@@ -278,14 +328,17 @@ def make_encoder(
 ) -> UserEncoder | None:
     """The encoder of the user's network (`model_fn`, else `config.model` imported), or None:
     then the network builder uses derl's own (derl.models.make_encoder) where it needs one."""
-    from derl.custom import import_function
+    from derl.custom import UNIMPORTABLE, call_user_function, import_function
     from derl.models import UserEncoder
 
     if model_fn is None and not config.model:
         return None
     fn = model_fn or import_function(config.model, "--model")
-    name = config.model or getattr(fn, "__qualname__", "model")
-    return UserEncoder(observation_space, fn(observation_space, action_space, config), name)
+    name = config.model.removeprefix(UNIMPORTABLE).strip() or getattr(fn, "__qualname__", "")
+    label = f"--model {name or 'model'}"
+    args = (observation_space, action_space, config)
+    module = call_user_function(fn, label, args, "(observation_space, action_space, config)")
+    return UserEncoder(observation_space, module, label)
 
 
 def make_actor_critic_policy(
