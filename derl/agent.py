@@ -13,6 +13,7 @@ import torch
 import derl.env
 from derl import checkpoint
 from derl.alg.base import Algorithm
+from derl.env.make import as_channels_first
 from derl.env.normalize import CLIP, EPS, VecNormalize, normalize_obs
 from derl.errors import UsageError
 from derl.evaluate import eval_mode
@@ -66,6 +67,8 @@ class Agent:
         or discrete observation is taken as the env gives it (one at a time), or flattened as
         derl.env's envs give it (gymnasium.spaces.flatten; batches too)."""
         if self.structured and (isinstance(obs, dict | tuple) or np.ndim(obs) == 0):
+            # channels-last images in it first, as the envs' ChannelsFirst turned them
+            obs = as_channels_first(self.observation_space, obs)
             obs = gym.spaces.flatten(self.observation_space, obs)
         obs = self.normalize(np.asarray(obs))
         if self.image and obs.shape[-3:] != self.obs_shape and obs.shape[-1] == self.obs_shape[0]:

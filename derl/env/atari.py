@@ -25,7 +25,29 @@ from derl.errors import UsageError
 MAX_AGENT_STEPS = 108_000 // 4
 
 
-class EpisodicLife(gym.Wrapper):
+class HoldsGameEnd(gym.Wrapper):
+    """A wrapper whose reset takes steps of its own (a no-op, FIRE). A game that one of them
+    ends (game over, or the step cap) must still be reported, and gymnasium's vector envs read
+    an episode's end, with RecordEpisodeStatistics' true score in its info, only from step():
+    so reset holds that end and returns the step's observation, and the next step() returns
+    the end without acting (reward 0, the action unused)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.held: tuple | None = None  # (obs, terminated, truncated, info) of that step
+
+    def hold(self, obs, terminated: bool, truncated: bool, info: dict) -> tuple:
+        """reset's return: the observation, and the info without the score the end reports."""
+        self.held = (obs, terminated, truncated, info)
+        return obs, {k: v for k, v in info.items() if k != "episode"}
+
+    def release(self) -> tuple:
+        assert self.held is not None
+        (obs, terminated, truncated, info), self.held = self.held, None
+        return obs, 0.0, terminated, truncated, info
+
+
+class EpisodicLife(HoldsGameEnd):
     """Terminate on life loss for learning; reset the game only when it is really over."""
 
     def __init__(self, env: gym.Env):
@@ -34,6 +56,8 @@ class EpisodicLife(gym.Wrapper):
         self.game_over = True
 
     def step(self, action):
+        if self.held is not None:  # the game ended in reset's no-op
+            return self.release()
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.game_over = terminated or truncated
         lives = self.env.unwrapped.ale.lives()
@@ -43,25 +67,34 @@ class EpisodicLife(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
     def reset(self, **kwargs):
+        self.held = None
         if self.game_over:
             obs, info = self.env.reset(**kwargs)
         else:  # a life was lost: continue the same game with a no-op
             obs, _, terminated, truncated, info = self.env.step(0)
             if terminated or truncated:
-                obs, info = self.env.reset(**kwargs)
+                obs, info = self.hold(obs, terminated, truncated, info)
         self.lives = self.env.unwrapped.ale.lives()
-        self.game_over = False
+        self.game_over = self.held is not None  # the next reset starts a new game
         return obs, info
 
 
-class FireReset(gym.Wrapper):
+class FireReset(HoldsGameEnd):
     """Press FIRE after every reset, for games that wait for it (Breakout would idle otherwise)."""
 
+    def step(self, action):
+        if self.held is not None:  # the game ended while FIRE was pressed
+            return self.release()
+        return self.env.step(action)
+
     def reset(self, **kwargs):
+        self.held = None
         obs, info = self.env.reset(**kwargs)
         for action in (1, 2):
             obs, _, terminated, truncated, info = self.env.step(action)
-            if terminated or truncated:
+            if "episode" in info:  # the game ended: RecordEpisodeStatistics' score to report
+                return self.hold(obs, terminated, truncated, info)
+            if terminated or truncated:  # a life lost (EpisodicLife's end): the game goes on
                 obs, info = self.env.reset(**kwargs)
         return obs, info
 

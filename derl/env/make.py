@@ -54,24 +54,70 @@ def channels_last(space: gym.Space) -> bool:
     )
 
 
+def has_channels_last(space: gym.Space) -> bool:
+    """`space`, or a part of it (a Dict's or Tuple's, at any depth), is a channels-last image."""
+    if isinstance(space, gym.spaces.Dict):
+        return any(has_channels_last(s) for s in space.spaces.values())
+    if isinstance(space, gym.spaces.Tuple):
+        return any(has_channels_last(s) for s in space.spaces)
+    return channels_last(space)
+
+
+def channels_first_space(space: gym.Space) -> gym.Space:
+    """`space` with every channels-last image in it as [C, H, W]."""
+    if isinstance(space, gym.spaces.Dict):
+        return gym.spaces.Dict({k: channels_first_space(s) for k, s in space.spaces.items()})
+    if isinstance(space, gym.spaces.Tuple):
+        return gym.spaces.Tuple(tuple(channels_first_space(s) for s in space.spaces))
+    if not channels_last(space):
+        return space
+    assert isinstance(space, gym.spaces.Box)
+    low, high = (np.transpose(bound, (2, 0, 1)) for bound in (space.low, space.high))
+    return gym.spaces.Box(low, high, dtype=space.dtype)
+
+
+def channels_first(space: gym.Space, observation):
+    """An observation of `space` (the env's own) with its channels-last images as [C, H, W]."""
+    if isinstance(space, gym.spaces.Dict):
+        return {k: channels_first(s, observation[k]) for k, s in space.spaces.items()}
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(channels_first(s, o) for s, o in zip(space.spaces, observation, strict=True))
+    if not channels_last(space):
+        return observation
+    return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)))
+
+
+def as_channels_first(space: gym.Space, observation):
+    """An observation as the env gives it, in the layout of `space`, ChannelsFirst's (derl's
+    own): images of `space` ([C, H, W]) that arrive as [H, W, C] are turned. For observations
+    from outside derl's envs (Agent.act), whose channels-last images ChannelsFirst never saw."""
+    if isinstance(space, gym.spaces.Dict):
+        return {k: as_channels_first(s, observation[k]) for k, s in space.spaces.items()}
+    if isinstance(space, gym.spaces.Tuple):
+        parts = zip(space.spaces, observation, strict=True)
+        return tuple(as_channels_first(s, o) for s, o in parts)
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 3:
+        return observation
+    c, h, w = space.shape
+    turned = space.dtype == np.uint8 and channels_last(gym.spaces.Box(0, 255, (h, w, c), np.uint8))
+    if turned and np.shape(observation) == (h, w, c):
+        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)))
+    return observation
+
+
 class ChannelsFirst(gym.ObservationWrapper):
-    """[H, W, C] uint8 images as [C, H, W], the layout of derl's CNN and of Atari frame stacks
-    (as SB3's VecTransposeImage; gymnasium has no transposing wrapper)."""
+    """[H, W, C] uint8 images as [C, H, W], the layout of derl's CNN and of Atari frame stacks:
+    the observation itself, or the images in a Dict or Tuple observation (as SB3's
+    VecTransposeImage; gymnasium has no transposing wrapper)."""
 
     stateless = True
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        space = env.observation_space
-        assert isinstance(space, gym.spaces.Box), "channels_last(space) holds"
-        self.observation_space = gym.spaces.Box(
-            np.transpose(space.low, (2, 0, 1)),
-            np.transpose(space.high, (2, 0, 1)),
-            dtype=space.dtype,
-        )
+        self.observation_space = channels_first_space(env.observation_space)
 
     def observation(self, observation):
-        return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)))
+        return channels_first(self.env.observation_space, observation)
 
 
 def call_env_fn(env_fn: Callable, render_mode: str | None) -> gym.Env:
@@ -157,7 +203,7 @@ def check_action_start(space: gym.Space, env_id: str) -> None:
 
 def image_layout(env: gym.Env) -> gym.Env:
     """`env` with channels-last images turned channels-first (`ChannelsFirst`)."""
-    return ChannelsFirst(env) if channels_last(env.observation_space) else env
+    return ChannelsFirst(env) if has_channels_last(env.observation_space) else env
 
 
 def observation_space(env: gym.vector.VectorEnv) -> gym.Space:

@@ -1,15 +1,24 @@
 """Save and restore the state of running envs, so that a resumed run continues the same episodes.
 
-Envs have no state API, so this walks each wrapper layer and keeps what is plain data (numbers,
-arrays, RNG states, deques of frames), plus the simulator state where one can be read: ALE's
-`cloneState`, MuJoCo's integration state, the running statistics of gymnasium's normalising
-wrappers. An env whose state cannot be captured (pybullet; Box2D and other envs that keep their
-state in objects of a foreign library; envs in subprocesses) returns None and the resumed run
-starts fresh episodes there instead.
+Envs have no state API, so this walks each wrapper layer and keeps its attributes that are plain
+data (numbers, numpy arrays, lists, tuples, dicts and deques of those), numpy RNGs, the running
+statistics of gymnasium's normalising wrappers and, attribute by attribute, objects of the user's
+own classes that hold such data; plus the simulator state where one can be read: ALE's
+`cloneState`, MuJoCo's integration state. Functions, spaces and constructor arguments configure
+an env and are left out. Anything else cannot be saved as plain data (pybullet; Box2D's world and
+other objects of foreign libraries; Python's random.Random, whose state is a C field; a set): such
+an env returns None, with a warning that names it, and the resumed run starts fresh episodes
+there, as it does for envs in subprocesses.
 """
 
 from __future__ import annotations
 
+import copy
+import enum
+import functools
+import inspect
+import sys
+import types
 from collections import deque
 from typing import Any, cast
 
@@ -17,47 +26,146 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers.utils import RunningMeanStd
 
-_SKIP = {"_np_random_seed", "_cached_spec", "spec", "metadata", "render_mode"}
+from derl.errors import UsageError
+
+_SKIP = {
+    "_np_random_seed",
+    "_cached_spec",
+    "spec",
+    "metadata",
+    "render_mode",
+    # constructor arguments (gymnasium's RecordConstructorArgs, EzPickle): fixed when made
+    "_saved_kwargs",
+    "_ezpickle_args",
+    "_ezpickle_kwargs",
+    # PassiveEnvChecker's copy of the first reset's result, kept for its checks only
+    "_previous_data",
+}
+
+_SCALARS = (bool, int, float, complex, str, bytes, type(None))
 
 
-def _plain(value: Any) -> bool:
-    if isinstance(value, (bool, int, float, str, type(None), np.ndarray, np.generic)):
-        # numbers only: torch cannot hold object or string arrays (FrozenLake's map is bytes)
-        return not isinstance(value, np.ndarray) or value.dtype.kind in "biufc"
-    if isinstance(value, (list, tuple, deque)):
-        return all(_plain(v) for v in value)
-    return False
+class _PlainLayout:
+    """An instance of a class with no base but object: its data is its __dict__, nothing else."""
 
 
-def _foreign(value: Any) -> bool:
-    """An object of neither Python, numpy nor gymnasium (Box2D's world and bodies, a physics
-    client), other than a function: state derl cannot save as plain data."""
-    root = type(value).__module__.split(".")[0]
-    return root not in ("builtins", "numpy", "gymnasium", "collections") and not callable(value)
+_warned: set[str] = set()
 
 
-def _layer_state(layer: Any) -> dict:
+class _Uncaptured(Exception):
+    """What cannot be saved as plain data, and where (`MyEnv.table['a']: a Foo`)."""
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise _Uncaptured unless `value` is data a checkpoint holds and torch.load(weights_only)
+    reads back: exact builtin types (a namedtuple or an IntEnum would be pickled as its class,
+    which weights_only refuses), numeric numpy values (torch cannot hold object or string
+    arrays), and lists, tuples and dicts of those."""
+    if type(value) in _SCALARS:
+        return
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
+        return
+    if isinstance(value, np.generic) and value.dtype.kind in "biufcSU":  # saved as .item()
+        return
+    if type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            _check_plain(key, f"{where} (a key)")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    raise _Uncaptured(f"{where}: a {type(value).__qualname__}")
+
+
+def _own_object(value: Any) -> bool:
+    """An object of a Python class whose data all lies in its __dict__ (no C fields, as
+    random.Random's Mersenne state, and no __slots__): attribute by attribute, it can be
+    saved and set back onto the same object of a new env."""
+    cls = type(value)
+    return (
+        hasattr(value, "__dict__")
+        and cls.__basicsize__ == _PlainLayout.__basicsize__
+        and cls.__itemsize__ == 0
+        and not any("__slots__" in vars(c) for c in cls.__mro__)
+        # enum members are shared by every env (and their own class's); an env is gym's
+        and not isinstance(value, (enum.Enum, gym.Env))
+    )
+
+
+def _configuration(value: Any) -> bool:
+    """Functions (TransformReward's), classes, modules, spaces and specs: what an env is made
+    with, not the state of an episode."""
+    return (
+        inspect.isroutine(value)
+        or inspect.isclass(value)
+        or isinstance(value, (functools.partial, types.ModuleType, gym.Space))
+        or isinstance(value, gym.envs.registration.EnvSpec)
+        # gymnasium's MujocoRenderer: a window or an offscreen context, drawn from the state
+        or getattr(type(value), "__module__", "").startswith("gymnasium.envs.mujoco.mujoco_")
+    )
+
+
+def _entry(value: Any, where: str, within: frozenset[int] = frozenset()) -> dict | None:
+    """How one attribute is saved; None when it is configuration. Raises _Uncaptured.
+    `within`: the env's layers and the objects being saved around `value`, which a reference
+    back to (a helper's `self.env`) needs not save: they are saved where they are, and the
+    new env's objects refer to its own."""
+    if _configuration(value) or id(value) in within:
+        return None
+    if isinstance(value, np.random.Generator):
+        return {"rng": copy.deepcopy(value.bit_generator.state)}
+    if isinstance(value, RunningMeanStd):  # NormalizeObservation, NormalizeReward
+        rms = {"mean": value.mean, "var": value.var, "count": value.count}
+        return {"rms": copy.deepcopy(rms)}
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SU":  # FrozenLake's map
+        return {"text": value.tolist(), "dtype": value.dtype.str}
+    if type(value) is deque:  # frame stacks; a checkpoint holds its items as a list
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return {"deque": copy.deepcopy(list(value)), "maxlen": value.maxlen}
+    if _own_object(value):
+        attributes = {}
+        for name, item in vars(value).items():
+            entry = _entry(item, f"{where}.{name}", within | {id(value)})
+            if entry is not None:
+                attributes[name] = entry
+        return {"object": attributes, "class": type(value).__qualname__}
+    _check_plain(value, where)
+    # a copy: the env goes on changing its lists and arrays in place after the checkpoint
+    return {"value": copy.deepcopy(value)}
+
+
+def _transitions(layer: Any, name: str) -> bool:
+    """gymnasium's toy-text transition tables (FrozenLake's, Taxi's: 3,000 entries, a second
+    of each checkpoint and resume for 8 envs), fixed when the env is made."""
+    return name == "P" and type(layer).__module__.startswith("gymnasium.envs.toy_text.")
+
+
+def _layer_state(layer: Any, simulated: set[str], layers: frozenset[int]) -> tuple[dict, list[str]]:
+    """The state of one layer, and what of it cannot be saved."""
     state: dict[str, dict[str, Any]] = {}
+    uncaptured = []
     for name, value in vars(layer).items():
-        if name in _SKIP or name == "env":
+        if name in _SKIP or name in simulated or name == "env" or _transitions(layer, name):
             continue
-        if isinstance(value, np.random.Generator):
-            state[name] = {"rng": value.bit_generator.state}
-        elif isinstance(value, RunningMeanStd):  # NormalizeObservation, NormalizeReward
-            state[name] = {"rms": {"mean": value.mean, "var": value.var, "count": value.count}}
-        elif _plain(value):
-            state[name] = (
-                {"deque": list(value), "maxlen": value.maxlen}
-                if isinstance(value, deque)
-                else {"value": value}
-            )
-    return state
+        try:
+            entry = _entry(value, f"{type(layer).__name__}.{name}", layers)
+        except _Uncaptured as exc:
+            uncaptured.append(str(exc))
+            continue
+        if entry is not None:
+            state[name] = entry
+    return state, uncaptured
 
 
-def _simulator_state(env: Any) -> dict | None:  # an unwrapped env: AtariEnv, MujocoEnv, ...
-    """The simulator's own state, {} when the env is pure Python, None when it cannot be read."""
+def _simulator_state(env: Any) -> tuple[dict | None, set[str]]:  # an unwrapped env
+    """The simulator's own state ({} when the env is pure Python; None when it cannot be read),
+    and the attributes that hold the simulator (saved here, not as attributes)."""
     if hasattr(env, "ale"):
-        return {"ale": env.ale.cloneState(include_rng=True).serialize()}
+        # `_action_set`: AtariEnv's legal actions (ale_py.Action values), fixed when made
+        return {"ale": env.ale.cloneState(include_rng=True).serialize()}, {"ale", "_action_set"}
     if hasattr(env, "data") and hasattr(env, "set_state"):  # gymnasium MujocoEnv
         import mujoco
 
@@ -65,12 +173,26 @@ def _simulator_state(env: Any) -> dict | None:  # an unwrapped env: AtariEnv, Mu
         spec = mujoco.mjtState.mjSTATE_INTEGRATION
         state = np.empty(mujoco.mj_stateSize(env.model, spec))
         mujoco.mj_getState(env.model, env.data, state, spec)
-        return {"mujoco": state}
+        return {"mujoco": state}, {"model", "data"}
     if "pybullet" in type(env).__module__:
-        return None
-    if any(_foreign(value) for name, value in vars(env).items() if name not in _SKIP):
-        return None  # e.g. LunarLander: restoring its counters onto a new world would mix them
-    return {}
+        return None, set()
+    return {}, set()
+
+
+def _warn_once(uncaptured: list[str]) -> None:
+    """One line on stderr, once per process for the same env (checkpoints come every few
+    minutes, and the same attributes would be named at each)."""
+    more = len(uncaptured) - 3
+    shown = "; ".join(uncaptured[:3]) + (f"; {more} more" if more > 0 else "")
+    message = (
+        f"derl: warning: cannot save the env's state ({shown}), so a run resumed from a "
+        "checkpoint starts new episodes; to continue them, keep an env's state in numbers, "
+        "numpy arrays and Generators, lists, tuples and dicts of those, or objects of your "
+        "own classes that hold them"
+    )
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr)
 
 
 def _stateful(env: gym.Env) -> gym.Env:
@@ -82,33 +204,63 @@ def _stateful(env: gym.Env) -> gym.Env:
 
 
 def get_env_state(env: gym.Env) -> dict | None:
-    """Plain-data state of a single env and every wrapper around it, or None if not capturable."""
+    """Plain-data state of a single env and every wrapper around it; None (with a warning that
+    names what cannot be saved) if not all of it can be."""
     env = _stateful(env)
-    simulator = _simulator_state(env.unwrapped)
+    base = env.unwrapped
+    simulator, simulated = _simulator_state(base)
     if simulator is None:
+        _warn_once([f"{type(base).__name__}: a pybullet simulation"])
         return None
-    layers, layer = [], env
-    while True:
-        layers.append(_layer_state(layer))
-        if not isinstance(layer, gym.Wrapper):
-            break
-        layer = layer.env
+    chain = [env]
+    while isinstance(chain[-1], gym.Wrapper):
+        chain.append(cast(gym.Wrapper, chain[-1]).env)
+    ids = frozenset(id(layer) for layer in chain)
+    layers, uncaptured = [], []
+    for layer in chain:
+        state, missing = _layer_state(layer, simulated if layer is base else set(), ids)
+        layers.append(state)
+        uncaptured += missing
+    if uncaptured:  # e.g. LunarLander: restoring its counters onto a new world would mix them
+        _warn_once(uncaptured)
+        return None
     return {"layers": layers, "simulator": simulator}
+
+
+def _restore(owner: Any, name: str, entry: dict) -> None:
+    """Set one saved attribute back (copies: one state may be restored into several envs)."""
+    if "rng" in entry:
+        getattr(owner, name).bit_generator.state = entry["rng"]
+    elif "rms" in entry:
+        rms = getattr(owner, name)
+        rms.mean, rms.var, rms.count = (
+            copy.deepcopy(entry["rms"][k]) for k in ("mean", "var", "count")
+        )
+    elif "deque" in entry:
+        setattr(owner, name, deque(copy.deepcopy(entry["deque"]), maxlen=entry["maxlen"]))
+    elif "text" in entry:
+        setattr(owner, name, np.array(entry["text"], dtype=entry["dtype"]))
+    elif "object" in entry:
+        # Set onto the object the new env made: the checkpoint names no class to create (loading
+        # one would run code the file names).
+        target = getattr(owner, name, None)
+        if type(target).__qualname__ != entry["class"]:
+            raise UsageError(
+                f"cannot resume the env's state: its {name} was a {entry['class']} when the "
+                f"checkpoint was written and is a {type(target).__qualname__} now; resume with "
+                "the env the run was started with"
+            )
+        for attribute, saved in entry["object"].items():
+            _restore(target, attribute, saved)
+    else:
+        setattr(owner, name, copy.deepcopy(entry["value"]))
 
 
 def set_env_state(env: gym.Env, state: dict) -> None:
     env = layer = _stateful(env)
     for saved in state["layers"]:
         for name, entry in saved.items():
-            if "rng" in entry:
-                getattr(layer, name).bit_generator.state = entry["rng"]
-            elif "rms" in entry:
-                rms = getattr(layer, name)
-                rms.mean, rms.var, rms.count = (entry["rms"][k] for k in ("mean", "var", "count"))
-            elif "deque" in entry:
-                setattr(layer, name, deque(entry["deque"], maxlen=entry["maxlen"]))
-            else:
-                setattr(layer, name, entry["value"])
+            _restore(layer, name, entry)
         layer = getattr(layer, "env", layer)
     simulator = state["simulator"]
     base: Any = env.unwrapped  # AtariEnv (ale), MujocoEnv (model, data), ...

@@ -1,0 +1,245 @@
+"""derl.env: env state that checkpoints keep, images inside Dict observations, and Atari games
+that end inside a reset's own steps."""
+
+import random
+
+import ale_py  # noqa: F401  (registers the Atari ids before any Atari env is made)
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import RecordEpisodeStatistics
+
+from derl import checkpoint
+from derl.env import make, observation_space
+from derl.env.atari import EpisodicLife, FireReset
+from derl.env.make import as_channels_first
+from derl.env.state import get_env_state, get_vector_env_state, set_vector_env_state
+from derl.models import make_encoder, unflatten
+
+# -- env state: dicts and objects of the user's own classes ------------------------------------
+
+
+class Tally:
+    """An object of the user's own class, with a Generator of its own and a reference back to
+    its env (the new env's tally refers to the new env)."""
+
+    def __init__(self, env):
+        self.hits, self.rng, self.env = 0, np.random.default_rng(5), env
+
+
+class Drift(gym.Env):
+    """Dynamics that read a dict and a Tally, both changed by every step."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.table = {"bonus": 0.0, "visits": [0, 0]}
+        self.tally = Tally(self)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.table = {"bonus": 0.0, "visits": [0, 0]}
+        self.tally.hits = 0
+        return self.observe(), {}
+
+    def step(self, action):
+        self.table["visits"][action] += 1
+        self.table["bonus"] += float(self.np_random.normal() + self.tally.rng.normal())
+        self.tally.hits += 1
+        reward = self.table["bonus"] * self.table["visits"][action]
+        return self.observe(), reward, False, self.tally.hits >= 40, {}
+
+    def observe(self):
+        return np.array([self.table["bonus"], *self.table["visits"]], np.float32)
+
+
+def play(env, actions):
+    return [[np.asarray(x).tolist() for x in env.step(a)[:4]] for a in actions]
+
+
+def test_dicts_and_objects_of_your_own_are_saved_and_resume_exactly(tmp_path):
+    actions = np.random.default_rng(0).integers(0, 2, size=(60, 2))
+    env = make("Drift", num_envs=2, seed=0, env_fn=Drift)
+    play(env, actions[:15])  # mid-episode
+    path = checkpoint.save(
+        {"format": checkpoint.FORMAT, "env": get_vector_env_state(env)}, tmp_path / "env.pt"
+    )
+    straight = play(env, actions[15:])
+    restored = make("Drift", num_envs=2, seed=7, env_fn=Drift)
+    set_vector_env_state(restored, checkpoint.load(path)["env"])  # read with weights_only
+    assert play(restored, actions[15:]) == straight
+
+
+class Dice(Drift):
+    """State that cannot be saved as plain data: random.Random's is a C field; a set."""
+
+    def __init__(self):
+        super().__init__()
+        self.dice, self.seen = random.Random(3), {1, 2}
+
+
+def test_state_that_cannot_be_saved_is_named_in_one_warning_line(capsys):
+    env = make("Dice", num_envs=1, seed=0, env_fn=Dice)
+    assert get_vector_env_state(env) is None  # fresh episodes on resume, not wrong ones
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("derl: warning: cannot save the env's state")
+    assert "Dice.dice: a Random" in err and "Dice.seen: a set" in err
+    get_vector_env_state(env)
+    assert capsys.readouterr().err == ""  # once, not at every checkpoint
+
+
+# -- channels-last images inside a Dict ---------------------------------------------------------
+
+
+class Camera(gym.Env):
+    """A Dict observation with an RGB image as renders give it ([H, W, C]) beside a vector."""
+
+    observation_space = gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 255, (40, 44, 3), np.uint8),
+            "speed": gym.spaces.Box(-1, 1, (2,), np.float32),
+        }
+    )
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observe(), {}
+
+    def step(self, action):
+        return self.observe(), 0.0, False, False, {}
+
+    def observe(self):
+        image = self.np_random.integers(0, 256, (40, 44, 3), dtype=np.uint8)
+        return {"image": image, "speed": self.np_random.uniform(-1, 1, 2).astype(np.float32)}
+
+
+def test_a_channels_last_image_in_a_dict_is_turned_channels_first_for_the_cnn():
+    env = make("Camera", num_envs=2, seed=0, env_fn=Camera)
+    space = observation_space(env)
+    assert space["image"].shape == (3, 40, 44)  # as a top-level image: ChannelsFirst
+    raw = Camera().reset(seed=0)[0]
+    flat, _ = make("Camera", num_envs=1, seed=0, env_fn=Camera).reset(seed=0)
+    parts = unflatten(space, torch.as_tensor(flat))
+    assert torch.equal(parts["image"][0], torch.as_tensor(raw["image"]).permute(2, 0, 1))
+    assert make_encoder(space)(torch.as_tensor(flat)).shape == (1, 512 + 2)
+    # An observation as the env gives it (Agent.act) takes the same layout.
+    turned = as_channels_first(space, raw)
+    assert np.array_equal(gym.spaces.flatten(space, turned), flat[0])
+
+
+# -- Atari: a game that ends inside reset's no-op or FIRE steps --------------------------------
+
+
+class LivesGame(gym.Env):
+    """As ALE to the reset wrappers: 1 point a step, a life lost at step `lose` and the game
+    over at step `end` of the game (reset's own steps count)."""
+
+    observation_space = gym.spaces.Box(0, 255, (1,), np.uint8)
+    action_space = gym.spaces.Discrete(4)
+
+    def __init__(self, lose: int, end: int):
+        self.lose, self.end, self.t = lose, end, 0
+        self.ale = self  # EpisodicLife reads env.unwrapped.ale.lives()
+
+    def lives(self):
+        return 2 if self.t < self.lose else 1 if self.t < self.end else 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full(1, self.t, np.uint8), 1.0, self.t >= self.end, False, {}
+
+
+def reported_episodes(env, steps):
+    """(return, length) of the episodes that reach final_info, as derl's runner reads them."""
+    env.reset(seed=0)
+    episodes = []
+    for _ in range(steps):
+        info = env.step(np.zeros(1, np.int64))[4]
+        final = info.get("final_info", {})
+        if "episode" in final:
+            episodes.append((float(final["episode"]["r"][0]), int(final["episode"]["l"][0])))
+    return episodes
+
+
+@pytest.mark.parametrize(
+    "fire, lose, end, agent_steps",
+    [
+        (False, 3, 4, 3),  # a life lost at step 3, the game over in EpisodicLife's no-op
+        (True, 3, 4, 1),  # ...with FIRE pressed after the reset: step 1, 2, the agent's 3
+        (True, 99, 2, 0),  # the game over at FireReset's second press
+    ],
+)
+def test_a_game_that_ends_in_a_resets_own_steps_is_reported(fire, lose, end, agent_steps):
+    def make_one():
+        env = EpisodicLife(RecordEpisodeStatistics(LivesGame(lose, end)))
+        return FireReset(env) if fire else env
+
+    env = SyncVectorEnv([make_one], autoreset_mode=AutoresetMode.SAME_STEP)
+    games = 6
+    # each game: the agent's steps, then one step that reports the end held by reset
+    episodes = reported_episodes(env, games * (agent_steps + 1))
+    assert episodes == [(float(end), end)] * games  # the true score of every game
+
+
+def test_atari_step_cap_inside_fire_reset_is_reported_and_checkpointed():
+    """With a cap of 2 agent steps, Breakout's FIRE presses after reset reach it: each game
+    ends in reset, and the next step reports it. A checkpoint taken while the end is held
+    keeps it."""
+    env = make("BreakoutNoFrameskip-v4", num_envs=1, seed=0, env_kwargs={"max_episode_steps": 2})
+    state = get_vector_env_state(env)  # just reset: the end of the first game is held
+    assert state is not None
+    assert reported_episodes_after_reset(env, 4) == [(0.0, 2)] * 4
+    restored = make(
+        "BreakoutNoFrameskip-v4", num_envs=1, seed=1, env_kwargs={"max_episode_steps": 2}
+    )
+    set_vector_env_state(restored, state)
+    terminated, truncated, info = restored.step(np.zeros(1, np.int64))[2:]
+    assert truncated[0] and int(info["final_info"]["episode"]["l"][0]) == 2
+
+
+def reported_episodes_after_reset(env, steps):
+    episodes = []
+    for _ in range(steps):
+        final = env.step(np.zeros(1, np.int64))[4].get("final_info", {})
+        if "episode" in final:
+            episodes.append((float(final["episode"]["r"][0]), int(final["episode"]["l"][0])))
+    return episodes
+
+
+def test_env_state_of_a_plain_env_still_round_trips():
+    """CartPole's state (numbers, a Generator) is kept as before."""
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    assert get_env_state(env) is not None
+
+
+def test_a_loaded_agent_acts_on_a_dict_with_a_channels_last_image_as_the_env_gives_it(
+    tmp_path, one_thread
+):
+    """derl.load(...).act takes the observation a Camera env returns ([H, W, C] inside a
+    Dict): it must see the pixels as training did, turned channels-first, not flattened in the
+    env's order (same-sized, so nothing would complain)."""
+    import derl
+
+    config = derl.make_config(
+        "ppo", "Camera", family="classic", num_train_steps=64, num_envs=2, logdir=str(tmp_path)
+    )
+    derl.train(config, progress=False, env_fn=Camera)
+    agent = derl.load(tmp_path, env_fn=Camera)
+    env = make("Camera", num_envs=1, seed=0, env_fn=Camera)
+    flat, _ = env.reset(seed=0)
+    raw = Camera().reset(seed=0)[0]
+    seen = []
+    act = agent.policy.act
+    agent.policy.act = lambda obs, deterministic: seen.append(obs) or act(obs, deterministic)
+    agent.act(raw)
+    assert torch.equal(seen[0], torch.as_tensor(flat))  # what training saw, pixel for pixel
