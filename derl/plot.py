@@ -171,7 +171,9 @@ def draw_group(ax, label: str, curves: dict[Path, tuple], smoothing: int, points
     ys = np.stack([np.interp(grid, s, smooth(v, smoothing)) for s, v in curves.values()])
     mean, std = ys.mean(0), ys.std(0)
     seeds = f"{len(curves)} seed{'s' * (len(curves) > 1)}"
-    (line,) = ax.plot(grid, mean, label=f"{label} ({seeds})")
+    # one step in common (a run with one point): a line of no length would not show; a dot does
+    marker = "o" if start == end else None
+    (line,) = ax.plot(grid, mean, label=f"{label} ({seeds})", marker=marker)
     if len(curves) > 1:
         ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2)
 

@@ -143,3 +143,17 @@ def test_filming_closes_the_env_when_the_policy_fails(monkeypatch):
     with pytest.raises(RuntimeError, match="the policy failed"):
         evaluate.film_episode(Broken())
     assert closed == [True]
+
+
+def test_a_run_with_one_point_is_drawn_as_a_dot(tmp_path, monkeypatch):
+    """A line through one point has no length and would not show in the PNG."""
+    markers = []
+
+    def savefig(fig, fname, **kwargs):
+        markers.extend(line.get_marker() for ax in fig.axes for line in ax.lines)
+        open(fname, "wb").close()
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    run(tmp_path / "r", [(1000, 5.0)])
+    plot([tmp_path], tmp_path / "c.png", smoothing=1)
+    assert markers == ["o"]
