@@ -384,6 +384,16 @@ def test_a_network_that_cannot_work_is_one_line(fn, says, bad_nets, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_a_batch_norm_network_with_one_env_is_one_line(bad_nets, capsys):
+    """Acting in training mode on one observation per step, batch norm would fail at the
+    first step with torch's traceback."""
+    argv = ["ppo", "--env-id", "CartPole-v1", "--num-train-steps", "256", "--num-envs", "1"]
+    assert main([*argv, "--model", "badnets:batch_norm", "--logdir", str(bad_nets / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "has a BatchNorm layer" in err and "--num-envs 2 or more" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_a_batch_norm_network_probes_in_eval_mode_and_trains(bad_nets):
     argv = ["ppo", "--env-id", "CartPole-v1", "--num-train-steps", "256", "--hidden", "16"]
     assert main([*argv, "--model", "badnets:batch_norm", "--logdir", str(bad_nets / "r")]) == 0

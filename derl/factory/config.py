@@ -328,6 +328,8 @@ def make_encoder(
 ) -> UserEncoder | None:
     """The encoder of the user's network (`model_fn`, else `config.model` imported), or None:
     then the network builder uses derl's own (derl.models.make_encoder) where it needs one."""
+    from torch import nn
+
     from derl.custom import UNIMPORTABLE, call_user_function, import_function
     from derl.models import UserEncoder
 
@@ -338,6 +340,15 @@ def make_encoder(
     label = f"--model {name or 'model'}"
     args = (observation_space, action_space, config)
     module = call_user_function(fn, label, args, "(observation_space, action_space, config)")
+    norms = module.modules() if isinstance(module, nn.Module) else ()
+    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in norms)
+    if batch_norm and getattr(config, "num_envs", 2) == 1:
+        # the runner acts in training mode (noisy nets explore so) on one observation per env,
+        # and torch's batch norm refuses a batch of one there, at the first step
+        raise UsageError(
+            f"{label} has a BatchNorm layer, which cannot act on the one observation per step "
+            "of --num-envs 1; use LayerNorm instead, or --num-envs 2 or more"
+        )
     return UserEncoder(observation_space, module, label)
 
 
