@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from functools import partial
 from typing import TypeGuard, TypeVar, cast
@@ -417,8 +418,15 @@ class UserEncoder(nn.Module):
         device = tensors[0].device if tensors else torch.device("cpu")
         obs = unflatten(self.space, torch.cat([example_batch(self.space)] * 2).to(device))
         training = self.module.training
+        # Lazy layers (nn.LazyLinear) draw their weights at this first forward pass: that must
+        # advance the RNG as any layer's initialisation does, or the next layer derl builds
+        # would draw the same numbers.
+        lazy = any(
+            isinstance(p, nn.parameter.UninitializedParameter) for p in self.module.parameters()
+        )
+        rng = contextlib.nullcontext() if lazy else torch.random.fork_rng(devices=[])
         try:
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            with torch.no_grad(), rng:
                 self.module.eval()
                 features = self.module(obs)
         except Exception as exc:  # the user's code: say which network, and what it raised

@@ -69,7 +69,7 @@ def small_encoder(observation_space, action_space, config):
         ),
         (dict(lr="3e-4"), "lr must be a number such as 0.00025, got str '3e-4'"),
         (dict(normalize=1), "normalize must be True or False, got int 1"),
-        (dict(num_envs=2.0), "num_envs must be an int such as 8, got float 2.0"),
+        (dict(num_envs=2.5), "num_envs must be an int such as 8, got float 2.5"),
         (dict(seed=True), "seed must be an int such as 0, got bool True"),
         (dict(logdir=3), "logdir must be a string or None, got int 3"),
         (dict(activation=None), "activation must be one of the strings 'tanh', "),
@@ -93,3 +93,21 @@ def test_every_field_checks_its_type(alg):
 def test_numbers_of_the_right_kind_are_accepted():
     config = derl.make_config("ppo", "CartPole-v1", lr=1, gamma=1, logdir=None, seed=3)
     assert config.lr == 1 and config.gamma == 1 and config.logdir is None
+
+
+def test_whole_floats_and_paths_are_taken_where_nothing_is_lost(tmp_path):
+    """`num_train_steps=1e6` and `logdir=Path(...)` are Python idioms derl took before it
+    checked types, and configs it wrote then hold `2048.0`: they must still load and resume."""
+    import pathlib
+
+    from derl.factory import config_from_dict
+
+    config = derl.make_config(
+        "ppo", "CartPole-v1", num_train_steps=1e6, logdir=pathlib.Path(tmp_path)
+    )
+    assert config.num_train_steps == 1_000_000 and type(config.num_train_steps) is int
+    assert config.logdir == str(tmp_path)
+    saved = {"alg": "ppo", **dataclasses.asdict(config), "num_train_steps": 2048.0}
+    assert config_from_dict(saved).num_train_steps == 2048
+    with pytest.raises(UsageError, match="num_train_steps must be an int"):
+        derl.make_config("ppo", "CartPole-v1", num_train_steps=1.5)

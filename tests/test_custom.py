@@ -619,3 +619,19 @@ def test_a_uint8_vector_observation_trains_from_replay(alg, env_fn, tmp_path):
     )
     result = derl.train(config, progress=False, env_fn=env_fn)
     assert result.env_steps >= 300
+
+
+def test_a_lazy_layer_draws_its_own_weights_not_the_next_layers():
+    """The probe's forward pass initialises lazy layers: it must advance torch's RNG as any
+    layer's initialisation does, or derl's next layer would draw the same numbers. A network
+    without lazy layers is probed on a fork of the RNG and leaves it as it was."""
+    import gymnasium as gym
+    from torch import nn
+
+    from derl.models import UserEncoder
+
+    space = gym.spaces.Box(-1, 1, (4,))
+    for module, advances in [(nn.LazyLinear(64), True), (nn.Linear(4, 64), False)]:
+        before = torch.get_rng_state()
+        UserEncoder(space, module, "--model m:f")
+        assert (not torch.equal(before, torch.get_rng_state())) is advances

@@ -1,6 +1,7 @@
 """derl.env: env state that checkpoints keep, images inside Dict observations, and Atari games
 that end inside a reset's own steps."""
 
+import dataclasses
 import random
 
 import ale_py  # noqa: F401  (registers the Atari ids before any Atari env is made)
@@ -89,6 +90,69 @@ def test_state_that_cannot_be_saved_is_named_in_one_warning_line(capsys):
     assert "Dice.dice: a Random" in err and "Dice.seen: a set" in err
     get_vector_env_state(env)
     assert capsys.readouterr().err == ""  # once, not at every checkpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class Weather:
+    wind: float = 0.0
+
+
+class Windy(Drift):
+    """A frozen dataclass the env replaces as it steps; a numpy-keyed dict (which a checkpoint
+    read with weights_only cannot hold); a helper object it makes only at its first step."""
+
+    def __init__(self, numpy_keys=False, late=False):
+        super().__init__()
+        self.weather, self.numpy_keys, self.late = Weather(), numpy_keys, late
+        self.by_cell = {}
+        self.helper = None
+
+    def step(self, action):
+        self.weather = Weather(self.weather.wind + float(self.np_random.normal()))
+        if self.numpy_keys:
+            key = self.np_random.integers(3)  # a numpy int64
+            self.by_cell[key] = self.by_cell.get(key, 0) + 1
+        if self.late and self.helper is None:
+            self.helper = Tally(self)
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs + self.weather.wind, reward, terminated, truncated, info
+
+
+def test_a_frozen_dataclass_is_saved_and_set_back(tmp_path):
+    actions = np.random.default_rng(1).integers(0, 2, size=(30, 1))
+    env = make("Windy", num_envs=1, seed=0, env_fn=Windy)
+    play(env, actions[:10])
+    path = checkpoint.save({"format": 1, "env": get_vector_env_state(env)}, tmp_path / "e.pt")
+    straight = play(env, actions[10:])
+    restored = make("Windy", num_envs=1, seed=3, env_fn=Windy)
+    assert set_vector_env_state(restored, checkpoint.load(path)["env"])
+    assert play(restored, actions[10:]) == straight
+
+
+def test_numpy_keys_are_named_not_written_into_an_unloadable_checkpoint(capsys):
+    env = make("Windy", num_envs=1, seed=0, env_fn=lambda: Windy(numpy_keys=True))
+    play(env, [[0]] * 5)
+    assert get_vector_env_state(env) is None
+    assert "Windy.by_cell: a key of type int64" in capsys.readouterr().err
+
+
+def test_an_object_a_new_env_has_not_made_yet_starts_new_episodes(capsys):
+    env = make("Windy", num_envs=1, seed=0, env_fn=lambda: Windy(late=True))
+    play(env, [[0]] * 5)
+    states = get_vector_env_state(env)
+    fresh = make("Windy", num_envs=1, seed=0, env_fn=lambda: Windy(late=True))
+    assert set_vector_env_state(fresh, states) is False  # the runner resets: new episodes
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "its helper was a Tally" in err and "starts new ones" in err
+
+
+def test_a_library_env_is_named_without_advice_meant_for_your_own(capsys):
+    pytest.importorskip("Box2D")
+    env = make("LunarLander-v3", num_envs=1, seed=0)
+    assert get_vector_env_state(env) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "LunarLander keeps its state in objects of a simulator" in err
+    assert "keep an env's state" not in err
 
 
 # -- channels-last images inside a Dict ---------------------------------------------------------

@@ -14,6 +14,7 @@ there, as it does for envs in subprocesses.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import enum
 import functools
 import inspect
@@ -25,8 +26,6 @@ from typing import Any, cast
 import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers.utils import RunningMeanStd
-
-from derl.errors import UsageError
 
 _SKIP = {
     "_np_random_seed",
@@ -52,6 +51,10 @@ class _PlainLayout:
 _warned: set[str] = set()
 
 
+class Unrestorable(Exception):
+    """A saved env state that a new env cannot take back (see _restore)."""
+
+
 class _Uncaptured(Exception):
     """What cannot be saved as plain data, and where (`MyEnv.table['a']: a Foo`)."""
 
@@ -73,7 +76,8 @@ def _check_plain(value: Any, where: str) -> None:
         return
     if type(value) is dict:
         for key, item in value.items():
-            _check_plain(key, f"{where} (a key)")
+            if type(key) not in _SCALARS:  # checkpoint.to_plain converts values, not keys
+                raise _Uncaptured(f"{where}: a key of type {type(key).__qualname__}")
             _check_plain(item, f"{where}[{key!r}]")
         return
     raise _Uncaptured(f"{where}: a {type(value).__qualname__}")
@@ -179,17 +183,26 @@ def _simulator_state(env: Any) -> tuple[dict | None, set[str]]:  # an unwrapped 
     return {}, set()
 
 
-def _warn_once(uncaptured: list[str]) -> None:
+def _warn_once(uncaptured: list[str], base: Any) -> None:
     """One line on stderr, once per process for the same env (checkpoints come every few
-    minutes, and the same attributes would be named at each)."""
-    more = len(uncaptured) - 3
-    shown = "; ".join(uncaptured[:3]) + (f"; {more} more" if more > 0 else "")
-    message = (
-        f"derl: warning: cannot save the env's state ({shown}), so a run resumed from a "
-        "checkpoint starts new episodes; to continue them, keep an env's state in numbers, "
-        "numpy arrays and Generators, lists, tuples and dicts of those, or objects of your "
-        "own classes that hold them"
-    )
+    minutes, and the same attributes would be named at each). The user's own env gets the
+    attributes and what to do; a library's env (Box2D's, pybullet's) only what happens."""
+    module = type(base).__module__
+    if module.startswith(("gymnasium.envs.", "pybullet")):
+        message = (
+            f"derl: warning: {type(base).__name__} keeps its state in objects of a simulator "
+            "library that a checkpoint cannot hold, so a run resumed from a checkpoint starts "
+            "new episodes"
+        )
+    else:
+        more = len(uncaptured) - 3
+        shown = "; ".join(uncaptured[:3]) + (f"; {more} more" if more > 0 else "")
+        message = (
+            f"derl: warning: cannot save the env's state ({shown}), so a run resumed from a "
+            "checkpoint starts new episodes; to continue them, keep an env's state in numbers, "
+            "numpy arrays and Generators, lists, tuples and dicts of those, or objects of your "
+            "own classes that hold them"
+        )
     if message not in _warned:
         _warned.add(message)
         print(message, file=sys.stderr)
@@ -210,7 +223,7 @@ def get_env_state(env: gym.Env) -> dict | None:
     base = env.unwrapped
     simulator, simulated = _simulator_state(base)
     if simulator is None:
-        _warn_once([f"{type(base).__name__}: a pybullet simulation"])
+        _warn_once([f"{type(base).__name__}: a pybullet simulation"], base)
         return None
     chain = [env]
     while isinstance(chain[-1], gym.Wrapper):
@@ -222,7 +235,7 @@ def get_env_state(env: gym.Env) -> dict | None:
         layers.append(state)
         uncaptured += missing
     if uncaptured:  # e.g. LunarLander: restoring its counters onto a new world would mix them
-        _warn_once(uncaptured)
+        _warn_once(uncaptured, base)
         return None
     return {"layers": layers, "simulator": simulator}
 
@@ -237,23 +250,31 @@ def _restore(owner: Any, name: str, entry: dict) -> None:
             copy.deepcopy(entry["rms"][k]) for k in ("mean", "var", "count")
         )
     elif "deque" in entry:
-        setattr(owner, name, deque(copy.deepcopy(entry["deque"]), maxlen=entry["maxlen"]))
+        _set(owner, name, deque(copy.deepcopy(entry["deque"]), maxlen=entry["maxlen"]))
     elif "text" in entry:
-        setattr(owner, name, np.array(entry["text"], dtype=entry["dtype"]))
+        _set(owner, name, np.array(entry["text"], dtype=entry["dtype"]))
     elif "object" in entry:
         # Set onto the object the new env made: the checkpoint names no class to create (loading
-        # one would run code the file names).
+        # one would run code the file names). One the env makes later (None until its first
+        # step) cannot be set back: the runner then starts new episodes.
         target = getattr(owner, name, None)
         if type(target).__qualname__ != entry["class"]:
-            raise UsageError(
-                f"cannot resume the env's state: its {name} was a {entry['class']} when the "
-                f"checkpoint was written and is a {type(target).__qualname__} now; resume with "
-                "the env the run was started with"
+            raise Unrestorable(
+                f"its {name} was a {entry['class']} when the checkpoint was written and is a "
+                f"{type(target).__qualname__} in a new env"
             )
         for attribute, saved in entry["object"].items():
             _restore(target, attribute, saved)
     else:
-        setattr(owner, name, copy.deepcopy(entry["value"]))
+        _set(owner, name, copy.deepcopy(entry["value"]))
+
+
+def _set(owner: Any, name: str, value: Any) -> None:
+    """setattr, also on a frozen dataclass (its fields can change only this way)."""
+    try:
+        setattr(owner, name, value)
+    except dataclasses.FrozenInstanceError:
+        object.__setattr__(owner, name, value)
 
 
 def set_env_state(env: gym.Env, state: dict) -> None:
@@ -284,7 +305,18 @@ def get_vector_env_state(env: gym.vector.VectorEnv) -> list | None:
     return None if any(s is None for s in states) else states
 
 
-def set_vector_env_state(env: gym.vector.VectorEnv, states: list) -> None:
-    sync_env = cast(gym.vector.SyncVectorEnv, env.unwrapped)  # get_vector_env_state's states
-    for sub_env, state in zip(sync_env.envs, states, strict=True):
-        set_env_state(sub_env, state)
+def set_vector_env_state(env: gym.vector.VectorEnv, states: list) -> bool:
+    """Restores get_vector_env_state's states; False (with a warning line) when the envs
+    cannot take them back, and the caller starts new episodes."""
+    sync_env = cast(gym.vector.SyncVectorEnv, env.unwrapped)
+    try:
+        for sub_env, state in zip(sync_env.envs, states, strict=True):
+            set_env_state(sub_env, state)
+    except Unrestorable as exc:
+        print(
+            f"derl: warning: cannot resume the env's episodes ({exc}), so the resumed run "
+            "starts new ones",
+            file=sys.stderr,
+        )
+        return False
+    return True

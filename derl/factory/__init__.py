@@ -12,7 +12,14 @@ from derl.env import families
 from derl.errors import UsageError
 from derl.factory import a2c, dqn, ppo, presets, sac, td3
 from derl.factory.a2c import A2CConfig, make_a2c
-from derl.factory.config import FAMILIES, Config, build_config, hp, make_actor_critic_policy
+from derl.factory.config import (
+    FAMILIES,
+    Config,
+    build_config,
+    hp,
+    make_actor_critic_policy,
+    plain_values,
+)
 from derl.factory.dqn import DQNConfig, RainbowConfig, make_dqn, make_dqn_policy
 from derl.factory.ppo import PPOConfig, make_ppo
 from derl.factory.sac import SACConfig, make_sac, make_sac_policy
@@ -109,7 +116,7 @@ def config_from_dict(data: dict, source: str = "the config") -> Config:
         cls = get_alg(data["alg"]).config_cls
         values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
         upgrade_hidden(data["alg"], values)
-        config = cls(**values)
+        config = cls(**plain_values(cls, values))
         config.validate()
     except (TypeError, ValueError) as exc:  # UsageError is a ValueError
         raise UsageError(f"{source} is damaged: {exc}") from None

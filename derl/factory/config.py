@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import typing
 from collections.abc import Callable
@@ -152,6 +153,20 @@ def is_of_type(kind: type, value: Any) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+def plain_values(config_cls: type, values: dict) -> dict:
+    """Python values as the fields hold them, where nothing is lost: a whole float for an int
+    field (`num_train_steps=1e6`, and configs derl wrote before it checked types, which kept
+    it so) and a path for `logdir`. Anything else is left for `validate` to judge."""
+    ints = {f.name for f in dataclasses.fields(config_cls) if f.type in (int, "int")}
+    out = dict(values)
+    for name, value in values.items():
+        if name in ints and type(value) is float and value.is_integer():
+            out[name] = int(value)
+        elif name == "logdir" and isinstance(value, os.PathLike):
+            out[name] = os.fspath(value)
+    return out
 
 
 def layer_sizes(text: str) -> tuple[int, ...]:
@@ -517,6 +532,6 @@ def build_config(config_cls: type, values: dict, **overrides) -> Config:
         raise UsageError(
             f"unknown hyperparameter(s) for {config_cls.__name__}: {', '.join(unknown)}"
         )
-    config = config_cls(**{**values, **overrides})
+    config = config_cls(**plain_values(config_cls, {**values, **overrides}))
     config.validate()
     return config

@@ -154,10 +154,10 @@ class EnvRunner:
         if state["normalizer"] is not None:
             assert isinstance(self.env, VecNormalize), "a normalizer state needs a VecNormalize"
             self.env.load_state_dict(state["normalizer"])
-        if state["env_states"] is not None:
-            set_vector_env_state(self.env, state["env_states"])
+        states = state["env_states"]
+        if states is not None and set_vector_env_state(self.env, states):
             self.obs = state["obs"].to(self.device)
-        else:  # envs whose state cannot be saved start fresh episodes
+        else:  # envs whose state cannot be saved (or taken back) start fresh episodes
             self.obs = None
 
     def report_episodes(self, final_info: dict) -> None:
