@@ -19,6 +19,13 @@ from derl.env.make import as_channels_first
 from derl.env.state import get_env_state, get_vector_env_state, set_vector_env_state
 from derl.models import make_encoder, unflatten
 
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch):
+    """The env-state warnings come once per process: another test in this worker may have
+    had them already."""
+    monkeypatch.setattr("derl.env.state._warned", set())
+
+
 # -- env state: dicts and objects of the user's own classes ------------------------------------
 
 
@@ -307,3 +314,38 @@ def test_a_loaded_agent_acts_on_a_dict_with_a_channels_last_image_as_the_env_giv
     agent.policy.act = lambda obs, deterministic: seen.append(obs) or act(obs, deterministic)
     agent.act(raw)
     assert torch.equal(seen[0], torch.as_tensor(flat))  # what training saw, pixel for pixel
+
+
+class Float32Drift(Drift):
+    """A numpy float32 scalar that the dynamics accumulate in float32."""
+
+    def __init__(self):
+        super().__init__()
+        self.level = np.float32(0.1)
+
+    def step(self, action):
+        self.level = self.level * np.float32(1.1) + np.float32(self.np_random.normal())
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, float(self.level), terminated, truncated, info
+
+
+def test_a_numpy_scalar_comes_back_as_the_same_numpy_scalar(tmp_path):
+    env = make("F32", num_envs=1, seed=0, env_fn=Float32Drift)
+    play(env, [[1]] * 7)
+    path = checkpoint.save({"format": 1, "env": get_vector_env_state(env)}, tmp_path / "e.pt")
+    restored = make("F32", num_envs=1, seed=3, env_fn=Float32Drift)
+    assert set_vector_env_state(restored, checkpoint.load(path)["env"])
+    level = restored.unwrapped.envs[0].unwrapped.level
+    assert type(level) is np.float32 and level == env.unwrapped.envs[0].unwrapped.level
+    assert play(restored, [[0]] * 20) == play(env, [[0]] * 20)
+
+
+def test_async_envs_say_once_that_a_resume_starts_new_episodes(capsys):
+    env = make("CartPole-v1", num_envs=2, seed=0, vectorization="async")
+    try:
+        assert get_vector_env_state(env) is None
+        assert get_vector_env_state(env) is None
+    finally:
+        env.close()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "async envs keep their state where derl cannot read it" in err

@@ -123,6 +123,10 @@ def _entry(value: Any, where: str, within: frozenset[int] = frozenset()) -> dict
     if isinstance(value, RunningMeanStd):  # NormalizeObservation, NormalizeReward
         rms = {"mean": value.mean, "var": value.var, "count": value.count}
         return {"rms": copy.deepcopy(rms)}
+    if isinstance(value, np.generic) and value.dtype.kind in "biufc":
+        # a 0-d array in the checkpoint, a numpy scalar again on restore: .item() would give a
+        # Python float, and float64 arithmetic where the env had float32
+        return {"scalar": np.asarray(value)}
     if isinstance(value, np.ndarray) and value.dtype.kind in "SU":  # FrozenLake's map
         return {"text": value.tolist(), "dtype": value.dtype.str}
     if type(value) is deque:  # frame stacks; a checkpoint holds its items as a list
@@ -203,6 +207,10 @@ def _warn_once(uncaptured: list[str], base: Any) -> None:
             "numpy arrays and Generators, lists, tuples and dicts of those, or objects of your "
             "own classes that hold them"
         )
+    _warn(message)
+
+
+def _warn(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         print(message, file=sys.stderr)
@@ -251,6 +259,9 @@ def _restore(owner: Any, name: str, entry: dict) -> None:
         )
     elif "deque" in entry:
         _set(owner, name, deque(copy.deepcopy(entry["deque"]), maxlen=entry["maxlen"]))
+    elif "scalar" in entry:
+        # reshape: the checkpoint stores a 0-d array as 1-d (np.ascontiguousarray)
+        _set(owner, name, np.asarray(entry["scalar"]).reshape(())[()])
     elif "text" in entry:
         _set(owner, name, np.array(entry["text"], dtype=entry["dtype"]))
     elif "object" in entry:
@@ -299,7 +310,12 @@ def set_env_state(env: gym.Env, state: dict) -> None:
 def get_vector_env_state(env: gym.vector.VectorEnv) -> list | None:
     """States of the sub-envs of a SyncVectorEnv; None for async envs or uncapturable ones."""
     envs = getattr(env.unwrapped, "envs", None)
-    if envs is None:
+    if envs is None:  # in subprocesses (async) or in EnvPool's C++: out of derl's reach
+        kind = "EnvPool's" if "envpool" in type(env.unwrapped).__module__ else "async"
+        _warn(
+            f"derl: warning: {kind} envs keep their state where derl cannot read it, so a run "
+            "resumed from a checkpoint starts new episodes (--vectorization sync continues them)"
+        )
         return None
     states = [get_env_state(e) for e in envs]
     return None if any(s is None for s in states) else states
