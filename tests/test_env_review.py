@@ -19,6 +19,7 @@ from derl.env.make import as_channels_first
 from derl.env.state import get_env_state, get_vector_env_state, set_vector_env_state
 from derl.models import make_encoder, unflatten
 
+
 @pytest.fixture(autouse=True)
 def fresh_warnings(monkeypatch):
     """The env-state warnings come once per process: another test in this worker may have
