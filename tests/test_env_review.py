@@ -350,3 +350,19 @@ def test_async_envs_say_once_that_a_resume_starts_new_episodes(capsys):
         env.close()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "async envs keep their state where derl cannot read it" in err
+
+
+@pytest.mark.parametrize("env_id", ["Ant-v5", "Reacher-v5", "Humanoid-v5"])
+def test_mujoco_rewards_that_read_body_positions_resume_exactly(env_id, tmp_path):
+    """Ant's and Reacher's rewards read body positions (Humanoid's its centre of mass) before
+    stepping: derived by MuJoCo, not part of its integration state, they were the new env's
+    own after a restore, and the first rewards differed."""
+    pytest.importorskip("mujoco")
+    env = make(env_id, num_envs=1, seed=0, normalize=False)
+    shape = (40, 1, *env.single_action_space.shape)
+    actions = np.random.default_rng(0).uniform(-0.4, 0.4, shape).astype(np.float32)
+    play(env, actions[:15])
+    path = checkpoint.save({"format": 1, "env": get_vector_env_state(env)}, tmp_path / "e.pt")
+    restored = make(env_id, num_envs=1, seed=9, normalize=False)
+    assert set_vector_env_state(restored, checkpoint.load(path)["env"])
+    assert play(restored, actions[15:]) == play(env, actions[15:])

@@ -168,6 +168,13 @@ def _layer_state(layer: Any, simulated: set[str], layers: frozenset[int]) -> tup
     return state, uncaptured
 
 
+# Positions MuJoCo derives from qpos, which mj_setState leaves as they were in the new env.
+# Some rewards read them before stepping (Ant's and Reacher's body positions, Humanoid's centre
+# of mass): there they hold the kinematics of the last substep's start, which a recomputation
+# (mj_forward) would not give either, so they are saved as they are.
+_KINEMATICS = ("xpos", "xquat", "xmat", "xipos", "ximat", "geom_xpos", "geom_xmat", "site_xpos")
+
+
 def _simulator_state(env: Any) -> tuple[dict | None, set[str]]:  # an unwrapped env
     """The simulator's own state ({} when the env is pure Python; None when it cannot be read),
     and the attributes that hold the simulator (saved here, not as attributes)."""
@@ -181,7 +188,8 @@ def _simulator_state(env: Any) -> tuple[dict | None, set[str]]:  # an unwrapped 
         spec = mujoco.mjtState.mjSTATE_INTEGRATION
         state = np.empty(mujoco.mj_stateSize(env.model, spec))
         mujoco.mj_getState(env.model, env.data, state, spec)
-        return {"mujoco": state}, {"model", "data"}
+        kinematics = {name: getattr(env.data, name).copy() for name in _KINEMATICS}
+        return {"mujoco": state, "kinematics": kinematics}, {"model", "data"}
     if "pybullet" in type(env).__module__:
         return None, set()
     return {}, set()
@@ -305,6 +313,8 @@ def set_env_state(env: gym.Env, state: dict) -> None:
 
         spec = mujoco.mjtState.mjSTATE_INTEGRATION
         mujoco.mj_setState(base.model, base.data, simulator["mujoco"], spec)
+        for name, value in simulator.get("kinematics", {}).items():  # none before 2026-12-06
+            getattr(base.data, name)[:] = value
 
 
 def get_vector_env_state(env: gym.vector.VectorEnv) -> list | None:
