@@ -45,26 +45,35 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-PLAIN = (torch.Tensor, np.ndarray, np.generic, str, bytes, int, float, complex, type(None))
+SCALARS = (bool, int, float, complex, str, bytes, type(None))
 
 
 def not_plain(obj: Any, where: str) -> str | None:
     """Where in `obj` (a path such as `where["best"][0]`) lies something a checkpoint cannot
     hold, with its type; None: all of it is plain data. torch.load(weights_only=True) would
-    refuse the file only when it is read back, long after the run that wrote it."""
-    if isinstance(obj, dict):
+    refuse the file only when it is read back, long after the run that wrote it. Exact builtin
+    types only (a namedtuple or an IntEnum is pickled as its class, which weights_only
+    refuses); numeric numpy values (torch cannot hold object or string arrays); dict keys as
+    they are (to_plain converts values, not keys)."""
+    if type(obj) in SCALARS or isinstance(obj, torch.Tensor):
+        return None
+    if isinstance(obj, np.ndarray) and obj.dtype.kind in "biufc":
+        return None
+    if isinstance(obj, np.generic) and obj.dtype.kind in "biufcSU":  # saved as .item()
+        return None
+    if type(obj) is dict:
         for key, value in obj.items():
-            if not isinstance(key, (str, int)):
-                return f"{where}: a key of type {type(key).__name__}"
+            if type(key) not in SCALARS:
+                return f"{where}: a key of type {type(key).__qualname__}"
             if found := not_plain(value, f"{where}[{key!r}]"):
                 return found
         return None
-    if isinstance(obj, (list, tuple)):
+    if type(obj) in (list, tuple):
         for i, value in enumerate(obj):
             if found := not_plain(value, f"{where}[{i}]"):
                 return found
         return None
-    return None if isinstance(obj, PLAIN) else f"{where}: a {type(obj).__name__}"
+    return f"{where}: a {type(obj).__qualname__}"
 
 
 def from_plain(obj: Any) -> Any:

@@ -27,6 +27,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers.utils import RunningMeanStd
 
+from derl import checkpoint
+
 _SKIP = {
     "_np_random_seed",
     "_cached_spec",
@@ -40,8 +42,6 @@ _SKIP = {
     # PassiveEnvChecker's copy of the first reset's result, kept for its checks only
     "_previous_data",
 }
-
-_SCALARS = (bool, int, float, complex, str, bytes, type(None))
 
 
 class _PlainLayout:
@@ -60,27 +60,9 @@ class _Uncaptured(Exception):
 
 
 def _check_plain(value: Any, where: str) -> None:
-    """Raise _Uncaptured unless `value` is data a checkpoint holds and torch.load(weights_only)
-    reads back: exact builtin types (a namedtuple or an IntEnum would be pickled as its class,
-    which weights_only refuses), numeric numpy values (torch cannot hold object or string
-    arrays), and lists, tuples and dicts of those."""
-    if type(value) in _SCALARS:
-        return
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
-        return
-    if isinstance(value, np.generic) and value.dtype.kind in "biufcSU":  # saved as .item()
-        return
-    if type(value) in (list, tuple):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
-        return
-    if type(value) is dict:
-        for key, item in value.items():
-            if type(key) not in _SCALARS:  # checkpoint.to_plain converts values, not keys
-                raise _Uncaptured(f"{where}: a key of type {type(key).__qualname__}")
-            _check_plain(item, f"{where}[{key!r}]")
-        return
-    raise _Uncaptured(f"{where}: a {type(value).__qualname__}")
+    """Raise _Uncaptured unless `value` is data a checkpoint holds (checkpoint.not_plain)."""
+    if (found := checkpoint.not_plain(value, where)) is not None:
+        raise _Uncaptured(found)
 
 
 def _own_object(value: Any) -> bool:
