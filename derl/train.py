@@ -162,7 +162,7 @@ def build(
     start = resume_state["state"]["runner"]["step_count"] if resume_state else 0
     logger = Logger(
         str(logdir) if main else None,
-        config.num_train_steps,
+        planned_steps(config),  # the bar's total: whole rollouts, not the budget it rounds up
         progress=progress and main,
         start_step=start,
         purge=not new_run,
@@ -363,16 +363,27 @@ def train(
         return learn(run)
 
 
+def on_policy_rollout(config: Config) -> int | None:
+    """Env steps of one on-policy rollout over every data-parallel process (None off-policy)."""
+    steps = getattr(config, "num_runner_steps", None)
+    return None if steps is None else steps * config.num_envs * config.nproc
+
+
+def planned_steps(config: Config) -> int:
+    """The env steps training takes: on-policy runs whole rollouts, so their budget rounds up."""
+    rollout = on_policy_rollout(config)
+    if rollout is None:
+        return config.num_train_steps
+    return -(-config.num_train_steps // rollout) * rollout
+
+
 def budget_notice(config: Config) -> str:
     """A line when on-policy training will take over 10% more env steps than its budget: it runs
     whole rollouts (PPO BipedalWalker-v3 with --num-train-steps 4096 takes 32 x 2048 steps)."""
-    steps = getattr(config, "num_runner_steps", None)
-    if steps is None:
+    rollout, total = on_policy_rollout(config), planned_steps(config)
+    if rollout is None or total <= 1.1 * config.num_train_steps:
         return ""
-    rollout = steps * config.num_envs * config.nproc  # every data-parallel process's rollout
-    total = -(-config.num_train_steps // rollout) * rollout  # whole rollouts
-    if total <= 1.1 * config.num_train_steps:
-        return ""
+    steps = config.num_runner_steps  # type: ignore[attr-defined]
     processes = f" x --nproc {config.nproc}" if config.nproc > 1 else ""
     return (
         f"derl: rollouts are {rollout:,} env steps (--num-envs {config.num_envs} x "

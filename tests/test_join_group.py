@@ -8,7 +8,7 @@ import torch
 import derl
 from derl import distributed
 from derl.errors import UsageError
-from derl.train import budget_notice, join_group
+from derl.train import budget_notice, join_group, planned_steps
 
 
 def test_a_bare_cuda_device_is_not_made_current(monkeypatch):
@@ -67,6 +67,15 @@ def test_the_budget_notice_counts_every_process():
         "derl: rollouts are 512 env steps (--num-envs 8 x --num-runner-steps 32 x --nproc 2), "
         "so --num-train-steps 768 takes 1,024"
     )
+
+
+def test_the_progress_bar_counts_to_the_whole_rollouts(tmp_path, capsys):
+    # 300 steps of PPO CartPole take 2 rollouts of 256: the bar ends at 512/512, not at 300/300
+    # with 212 steps it never shows (BipedalWalker-v3's 32 x 2048 rollouts made it 3000/3000).
+    derl.train(derl.make_config("ppo", "CartPole-v1", num_train_steps=300, logdir=tmp_path))
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any("512/512" in line for line in bar), bar[-3:]
+    assert planned_steps(derl.make_config("dqn", "CartPole-v1", num_train_steps=300)) == 300
 
 
 def test_a_gpu_index_torch_lacks_is_one_line(monkeypatch):
