@@ -63,25 +63,35 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def call_user_function(fn: Callable, label: str, args: tuple, parameters: str) -> Any:
-    """`fn(*args)` for a function of the user's, named `label` in errors: a signature that cannot
-    take `args` (checked before the call, so that a TypeError raised inside `fn` is not taken
-    for one), or an exception raised inside `fn`, is one UsageError saying so. `parameters`:
-    the signature derl calls it with, e.g. "(observation_space, action_space, config)"."""
+def takes(fn: Callable, *args, **kwargs) -> bool:
+    """Whether `fn`'s signature takes these arguments (True where it has none to read)."""
     try:
-        signature: inspect.Signature | None = inspect.signature(fn)
-    except (TypeError, ValueError):  # some builtins and C functions have none: just call
-        signature = None
-    if signature is not None:
-        try:
-            signature.bind(*args)
-        except TypeError:
-            raise UsageError(
-                f"{label} must take {parameters}, but its signature is {signature}; "
-                f"define it as def {getattr(fn, '__name__', 'fn')}{parameters}"
-            ) from None
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins and C functions have none: calling will tell
+        return True
     try:
-        return fn(*args)
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
+
+
+def call_user_function(
+    fn: Callable, label: str, args: tuple, parameters: str, kwargs: dict | None = None
+) -> Any:
+    """`fn(*args, **kwargs)` for a function of the user's, named `label` in errors: a signature
+    that cannot take them (checked before the call, so that a TypeError raised inside `fn` is not
+    taken for one), or an exception raised inside `fn`, is one UsageError saying so.
+    `parameters`: the signature derl calls it with, e.g. "(observation_space, action_space,
+    config)"."""
+    kwargs = kwargs or {}
+    if not takes(fn, *args, **kwargs):
+        raise UsageError(
+            f"{label} must take {parameters}, but its signature is {inspect.signature(fn)}; "
+            f"define it as def {getattr(fn, '__name__', 'fn')}{parameters}"
+        )
+    try:
+        return fn(*args, **kwargs)
     except DerlError:  # already says what is wrong, in one line
         raise
     except Exception as exc:

@@ -233,3 +233,26 @@ class _Shifted(_Pixels):
 def test_discrete_actions_that_do_not_start_at_0_are_refused():
     with pytest.raises(UsageError, match="does not start at 0"):
         make("Shifted-v0", env_fn=_Shifted)
+
+
+def _needs_size(size):
+    return gym.make("CartPole-v1")
+
+
+def _cannot_find_its_map():
+    raise FileNotFoundError("maze.txt")
+
+
+def _no_render_mode():
+    return gym.make("CartPole-v1")
+
+
+def test_an_env_fn_derl_cannot_use_is_one_line():
+    # Each was a traceback from inside derl; now it says what derl calls the factory with.
+    with pytest.raises(UsageError, match=r"env_fn _needs_size must take \(\), but its signature"):
+        make("Mine-v0", env_fn=_needs_size)
+    with pytest.raises(UsageError, match="_cannot_find_its_map raised FileNotFoundError: maze.txt"):
+        make("Mine-v0", env_fn=_cannot_find_its_map)
+    with pytest.raises(UsageError, match="_no_render_mode takes no render_mode, so its env cannot"):
+        make_single("Mine-v0", render_mode="rgb_array", env_fn=_no_render_mode)
+    assert make_single("Mine-v0", env_fn=_no_render_mode).action_space.n == 2

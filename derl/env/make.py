@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
+from derl.custom import call_user_function, takes
 from derl.env.atari import make_atari
 from derl.env.families import family, register_ids
 from derl.env.normalize import VecNormalize
@@ -121,22 +122,22 @@ class ChannelsFirst(gym.ObservationWrapper):
 
 
 def call_env_fn(env_fn: Callable, render_mode: str | None) -> gym.Env:
-    """The user's env, with `render_mode` only when filming (a factory need not take it)."""
+    """The user's env, with `render_mode` only when filming (a factory need not take it).
+    A factory that cannot be called so, or that raises, is one line (`call_user_function`)."""
     name = getattr(env_fn, "__qualname__", repr(env_fn))
+    label = f"env_fn {name}"
     if render_mode is None:
-        env = env_fn()
+        env = call_user_function(env_fn, label, (), "()")
+    elif not takes(env_fn, render_mode=render_mode):
+        raise UsageError(
+            f"{label} takes no render_mode, so its env cannot be filmed; "
+            "let it accept render_mode=None and pass it to the env"
+        )
     else:
-        try:
-            env = env_fn(render_mode=render_mode)
-        except TypeError as exc:
-            if "render_mode" not in str(exc):
-                raise
-            raise UsageError(
-                f"env_fn {name} takes no render_mode, so its env cannot be filmed; "
-                "let it accept render_mode=None and pass it to the env"
-            ) from None
+        kwargs = {"render_mode": render_mode}
+        env = call_user_function(env_fn, label, (), "(render_mode=None)", kwargs)
     if not isinstance(env, gym.Env):
-        raise UsageError(f"env_fn {name} must return a gymnasium.Env, not {type(env).__name__}")
+        raise UsageError(f"{label} must return a gymnasium.Env, not {type(env).__name__}")
     return env
 
 
