@@ -22,7 +22,9 @@ import torch
 
 from derl.errors import UsageError, WriteError
 
-FORMAT = 1  # of the checkpoints this derl writes; it reads this one and older ones
+# Of the checkpoints this derl writes; it reads this one and older ones. 2 (2026-12-06): numpy
+# scalars are kept as numpy scalars (tagged 0-d tensors); format 1 stored them as Python numbers.
+FORMAT = 2
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"step-(\d+)\.pt$")
 _ZIP = b"PK\x03\x04"  # torch.save writes a zip archive
@@ -33,11 +35,16 @@ class NewerFormat(UsageError):
 
 
 def to_plain(obj: Any) -> Any:
-    """numpy arrays -> tagged tensors, numpy scalars -> Python numbers, recursively."""
+    """numpy arrays and numeric scalars -> tagged tensors, recursively. A scalar stays a numpy
+    scalar when loaded: an env's np.float32 counter read back as a Python float would compute in
+    float64 after a resume (and a list of returns would average differently)."""
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj).copy())}
     if isinstance(obj, np.generic):
-        return obj.item()
+        try:
+            return {"__npscalar__": torch.from_numpy(np.array(obj))}
+        except TypeError:  # strings, and dtypes torch lacks (longdouble): as Python values
+            return obj.item()
     if isinstance(obj, dict):
         return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -80,6 +87,8 @@ def from_plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         if set(obj) == {"__ndarray__"}:
             return obj["__ndarray__"].numpy()
+        if set(obj) == {"__npscalar__"}:
+            return obj["__npscalar__"].numpy()[()]
         return {k: from_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(from_plain(v) for v in obj)

@@ -341,6 +341,41 @@ def test_a_numpy_scalar_comes_back_as_the_same_numpy_scalar(tmp_path):
     assert play(restored, [[0]] * 20) == play(env, [[0]] * 20)
 
 
+class NestedFloat32(Float32Drift):
+    """Numpy scalars inside a list and a dict: a checkpoint turned them into Python floats."""
+
+    def __init__(self):
+        super().__init__()
+        self.history, self.stats = [np.float32(0.5)], {"peak": np.float32(0.0)}
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        self.history.append(self.history[-1] * np.float32(0.9) + self.level)
+        self.stats["peak"] = max(self.stats["peak"], self.history[-1])
+        return obs, float(self.history[-1] + self.stats["peak"]), terminated, truncated, info
+
+
+def test_numpy_scalars_inside_lists_and_dicts_stay_numpy_scalars(tmp_path):
+    env = make("N32", num_envs=1, seed=0, env_fn=NestedFloat32)
+    play(env, [[1]] * 7)
+    path = checkpoint.save({"format": 2, "env": get_vector_env_state(env)}, tmp_path / "e.pt")
+    restored = make("N32", num_envs=1, seed=3, env_fn=NestedFloat32)
+    assert set_vector_env_state(restored, checkpoint.load(path)["env"])
+    base = restored.unwrapped.envs[0].unwrapped
+    assert {type(v) for v in base.history} == {np.float32}
+    assert type(base.stats["peak"]) is np.float32
+    assert play(restored, [[0]] * 20) == play(env, [[0]] * 20)
+
+
+def test_a_format_1_numpy_scalar_entry_still_restores():
+    env = make("F32", num_envs=1, seed=0, env_fn=Float32Drift)
+    state = get_vector_env_state(env)
+    state[0]["layers"][-1]["level"] = {"scalar": np.array([0.25], dtype=np.float32)}  # as 1 wrote
+    assert set_vector_env_state(env, state)
+    level = env.unwrapped.envs[0].unwrapped.level
+    assert type(level) is np.float32 and level == np.float32(0.25)
+
+
 def test_async_envs_say_once_that_a_resume_starts_new_episodes(capsys):
     env = make("CartPole-v1", num_envs=2, seed=0, vectorization="async")
     try:

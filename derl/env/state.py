@@ -105,10 +105,6 @@ def _entry(value: Any, where: str, within: frozenset[int] = frozenset()) -> dict
     if isinstance(value, RunningMeanStd):  # NormalizeObservation, NormalizeReward
         rms = {"mean": value.mean, "var": value.var, "count": value.count}
         return {"rms": copy.deepcopy(rms)}
-    if isinstance(value, np.generic) and value.dtype.kind in "biufc":
-        # a 0-d array in the checkpoint, a numpy scalar again on restore: .item() would give a
-        # Python float, and float64 arithmetic where the env had float32
-        return {"scalar": np.asarray(value)}
     if isinstance(value, np.ndarray) and value.dtype.kind in "SU":  # FrozenLake's map
         return {"text": value.tolist(), "dtype": value.dtype.str}
     if type(value) is deque:  # frame stacks; a checkpoint holds its items as a list
@@ -249,7 +245,7 @@ def _restore(owner: Any, name: str, entry: dict) -> None:
         )
     elif "deque" in entry:
         _set(owner, name, deque(copy.deepcopy(entry["deque"]), maxlen=entry["maxlen"]))
-    elif "scalar" in entry:
+    elif "scalar" in entry:  # checkpoints of format 1, which turned numpy scalars into numbers
         # reshape: the checkpoint stores a 0-d array as 1-d (np.ascontiguousarray)
         _set(owner, name, np.asarray(entry["scalar"]).reshape(())[()])
     elif "text" in entry:
