@@ -37,7 +37,7 @@ class NewerFormat(UsageError):
 def to_plain(obj: Any) -> Any:
     """numpy arrays and numeric scalars -> tagged tensors, recursively. A scalar stays a numpy
     scalar when loaded: an env's np.float32 counter read back as a Python float would compute in
-    float64 after a resume (and a list of returns would average differently)."""
+    float64 after a resume."""
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj).copy())}
     if isinstance(obj, np.generic):
