@@ -1,7 +1,8 @@
-"""Exact goal probability of trained FrozenLake-v1 agents, instead of a sample of episodes.
+"""Exact goal probability of trained FrozenLake agents, instead of a sample of episodes.
 
 FrozenLake's transition table (`env.unwrapped.P`) is known, so the probability that an agent's
-deterministic policy reaches the goal within the 100-step time limit follows from policy
+deterministic policy reaches the goal within the time limit (100 steps for FrozenLake-v1, 200
+for FrozenLake8x8-v1) follows from policy
 evaluation over that horizon, with no sampling noise; the optimum comes from value iteration.
 (A fixed eval seed gives every agent the same slips: 200 episodes at `derl eval`'s seed scored
 near-optimal agents 82-83%, above the optimum's 74.4%.)
@@ -37,11 +38,15 @@ def goal_probability(P: dict, policy: list[int] | None, horizon: int = 100) -> f
 
 
 def main(runs: list[str]) -> None:
-    env = gym.make("FrozenLake-v1")
-    P, horizon = env.unwrapped.P, env.spec.max_episode_steps
-    print(f"optimum: {goal_probability(P, None, horizon):.3f}")
+    optimum: dict[str, float] = {}
     for run in runs:
         agent = derl.load(run)
+        env = gym.make(agent.config.env_id, **agent.config.env_kwargs)  # the run's map
+        P, horizon = env.unwrapped.P, env.spec.max_episode_steps
+        name = f"{agent.config.env_id} {agent.config.env_kwargs or ''}".strip()
+        if name not in optimum:
+            optimum[name] = goal_probability(P, None, horizon)
+            print(f"{name} optimum: {optimum[name]:.3f}")
         policy = [int(agent.act(state)) for state in range(len(P))]
         print(f"{run}: {goal_probability(P, policy, horizon):.3f}")
 
