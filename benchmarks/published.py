@@ -21,6 +21,9 @@ THRESHOLDS = {
     # by about 0.8: the bar we use sits one such std under the optimum.
     "Taxi-v4": (7, "the optimum's 7.93 less a 10-episode mean's std (gymnasium's 8 is above it)"),
     "FrozenLake-v1": (0.7, "gymnasium 1.x reward_threshold"),
+    "FrozenLake8x8-v1": (0.85, "gymnasium 1.x reward_threshold"),
+    # no reward_threshold in gymnasium: the optimum, the 13-step path along the cliff's edge
+    "CliffWalking-v1": (-13, "the optimum (13 steps along the cliff); gymnasium sets none"),
     "InvertedPendulum-v5": (950, "gymnasium 1.x reward_threshold"),
     "InvertedDoublePendulum-v5": (9100, "gymnasium 1.x reward_threshold"),
     "Reacher-v5": (-3.75, "gymnasium 1.x reward_threshold"),
