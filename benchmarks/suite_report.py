@@ -174,6 +174,7 @@ def rel(path: Path) -> str:
 
 
 CURVES = "curves"  # beside the CSV: each evaluated run's episode returns (derl.plot reads them)
+CURVE_POINTS = 5_000  # at most, per run: longer curves are averaged over consecutive episodes
 
 
 def curve_dir(spec: Spec, run: Run) -> Path:
@@ -186,7 +187,7 @@ def save_curve(spec: Spec, run: Run, tag: str = "episode/return") -> None:
     from derl.plot import export_scalars
 
     try:
-        export_scalars(run.logdir, curve_dir(spec, run), tag)
+        export_scalars(run.logdir, curve_dir(spec, run), tag, max_points=CURVE_POINTS)
     except UsageError as exc:  # the row stands; its curve is missing from later reports
         print(f"suite: cannot keep the curve of {run.name}: {exc}", file=sys.stderr)
 

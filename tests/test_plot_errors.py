@@ -157,3 +157,15 @@ def test_a_run_with_one_point_is_drawn_as_a_dot(tmp_path, monkeypatch):
     run(tmp_path / "r", [(1000, 5.0)])
     plot([tmp_path], tmp_path / "c.png", smoothing=1)
     assert markers == ["o"]
+
+
+def test_an_export_averages_a_long_curve_down_to_max_points(tmp_path):
+    from derl.plot import export_scalars, read_scalars
+
+    long = run(tmp_path / "long", [(s, s % 2) for s in range(1, 1001)])  # 0/1 alternating
+    out = export_scalars(long, tmp_path / "kept", max_points=100)
+    steps, values = read_scalars(out, "episode/return")
+    assert len(steps) == 100 and steps[-1] == 1000 and steps[0] == 10
+    assert np.allclose(values, 0.5)  # each run of 10 consecutive points averaged
+    steps, _ = read_scalars(export_scalars(long, tmp_path / "all"), "episode/return")
+    assert len(steps) == 1000
