@@ -330,12 +330,20 @@ class Float32Drift(Drift):
         return obs, float(self.level), terminated, truncated, info
 
 
-def test_a_numpy_scalar_comes_back_as_the_same_numpy_scalar(tmp_path):
-    env = make("F32", num_envs=1, seed=0, env_fn=Float32Drift)
+def played_and_restored(env_fn, tmp_path):
+    """An env after 7 steps, and a new one (another seed) given its state through a checkpoint
+    file."""
+    env = make("Mine", num_envs=1, seed=0, env_fn=env_fn)
     play(env, [[1]] * 7)
-    path = checkpoint.save({"format": 1, "env": get_vector_env_state(env)}, tmp_path / "e.pt")
-    restored = make("F32", num_envs=1, seed=3, env_fn=Float32Drift)
+    state = {"format": checkpoint.FORMAT, "env": get_vector_env_state(env)}
+    path = checkpoint.save(state, tmp_path / "e.pt")
+    restored = make("Mine", num_envs=1, seed=3, env_fn=env_fn)
     assert set_vector_env_state(restored, checkpoint.load(path)["env"])
+    return env, restored
+
+
+def test_a_numpy_scalar_comes_back_as_the_same_numpy_scalar(tmp_path):
+    env, restored = played_and_restored(Float32Drift, tmp_path)
     level = restored.unwrapped.envs[0].unwrapped.level
     assert type(level) is np.float32 and level == env.unwrapped.envs[0].unwrapped.level
     assert play(restored, [[0]] * 20) == play(env, [[0]] * 20)
@@ -356,11 +364,7 @@ class NestedFloat32(Float32Drift):
 
 
 def test_numpy_scalars_inside_lists_and_dicts_stay_numpy_scalars(tmp_path):
-    env = make("N32", num_envs=1, seed=0, env_fn=NestedFloat32)
-    play(env, [[1]] * 7)
-    path = checkpoint.save({"format": 2, "env": get_vector_env_state(env)}, tmp_path / "e.pt")
-    restored = make("N32", num_envs=1, seed=3, env_fn=NestedFloat32)
-    assert set_vector_env_state(restored, checkpoint.load(path)["env"])
+    env, restored = played_and_restored(NestedFloat32, tmp_path)
     base = restored.unwrapped.envs[0].unwrapped
     assert {type(v) for v in base.history} == {np.float32}
     assert type(base.stats["peak"]) is np.float32
