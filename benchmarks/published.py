@@ -24,6 +24,7 @@ THRESHOLDS = {
     "FrozenLake8x8-v1": (0.85, "gymnasium 1.x reward_threshold"),
     # no reward_threshold in gymnasium: the optimum, the 13-step path along the cliff's edge
     "CliffWalking-v1": (-13, "the optimum (13 steps along the cliff); gymnasium sets none"),
+    "BipedalWalker-v3": (300, "gymnasium 1.x reward_threshold"),
     "InvertedPendulum-v5": (950, "gymnasium 1.x reward_threshold"),
     "InvertedDoublePendulum-v5": (9100, "gymnasium 1.x reward_threshold"),
     "Reacher-v5": (-3.75, "gymnasium 1.x reward_threshold"),
