@@ -138,6 +138,14 @@ ANCHORS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
             ("td3", "LunarLanderContinuous-v3"): "207.5 ± 67.6",
         }.items()
     },
+    # BipedalWalker-v3: the same benchmark.md, at the zoo's budgets (A2C and PPO 5M steps, SAC
+    # 500k with gSDE, which derl's SAC lacks, TD3 1M).
+    **{
+        ("a2c", "BipedalWalker-v3"): [(_ZOO, "299.8 ± 23.5", _CLASSIC_ZOO + ", 5M steps")],
+        ("ppo", "BipedalWalker-v3"): [(_ZOO, "213.3 ± 129.5", _CLASSIC_ZOO + ", 5M steps")],
+        ("sac", "BipedalWalker-v3"): [(_ZOO, "297.7 ± 33.1", _CLASSIC_ZOO + ", 500k steps, gSDE")],
+        ("td3", "BipedalWalker-v3"): [(_ZOO, "306.0 ± 56.9", _CLASSIC_ZOO + ", 1M steps")],
+    },
     ("rainbow", "PongNoFrameskip-v4"): [(_TIANSHOU, "21", "1 run, best")],
     ("rainbow", "BreakoutNoFrameskip-v4"): [(_TIANSHOU, "684.6", "1 run, best")],
     ("rainbow", "QbertNoFrameskip-v4"): [(_TIANSHOU, "16193", "1 run, best")],

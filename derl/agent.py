@@ -16,8 +16,8 @@ from derl.alg.base import Algorithm
 from derl.env.make import as_channels_first
 from derl.env.normalize import CLIP, EPS, VecNormalize, normalize_obs
 from derl.errors import UsageError
-from derl.evaluate import eval_mode
 from derl.factory.config import Config
+from derl.guard import eval_mode
 from derl.models import is_image
 from derl.types import Policy
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -12,18 +11,8 @@ import numpy as np
 
 from derl.env import family, make_single
 from derl.errors import UsageError
+from derl.guard import eval_mode
 from derl.video import VIDEO_SUFFIXES, write_video
-
-
-@contextmanager
-def eval_mode(module):
-    """Noisy layers act with their mean weights while evaluating; training mode comes back."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 def run_episodes(env, act: Callable, num_episodes: int) -> np.ndarray:

@@ -81,15 +81,25 @@ def nonfinite_activation(policy: Policy, obs: Tensor | None) -> str | None:
     # A user's network may hold dropout (random draws) or batch norm (running statistics): the
     # probe runs in eval mode, on a fork of torch's RNG, so that it changes nothing that a
     # checkpoint taken just before has saved, and a resumed run stays bit for bit.
-    module = cast(nn.Module, policy)  # every derl policy is one
-    training = module.training
     try:
-        with torch.random.fork_rng(), contextlib.suppress(Exception):  # a broken policy may
-            module.eval()  # fail to act: the hooks saw why
+        # a broken policy may fail to act: the hooks saw why
+        with eval_mode(policy), torch.random.fork_rng(), contextlib.suppress(Exception):
             # the eager act under --compile: hooks would break torch.compile's graph apart
             getattr(policy.act, "eager", policy.act)(obs, deterministic=True)
     finally:
-        module.train(training)
         for handle in handles:
             handle.remove()
     return found[0] if found else None
+
+
+@contextlib.contextmanager
+def eval_mode(network: nn.Module | Policy) -> Iterator[None]:
+    """`network` in eval mode (noisy layers act with their mean weights, dropout draws nothing,
+    batch norm keeps its running statistics), then back in the mode it was in."""
+    module = cast(nn.Module, network)  # every derl policy is one
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)

@@ -16,6 +16,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 from derl.custom import one_line
 from derl.distributions import MultiCategorical
 from derl.errors import UsageError
+from derl.guard import eval_mode
 from derl.noisy import DuelingHead, NoisyLinear
 
 # The layers with a weight and a bias that the inits below take.
@@ -417,7 +418,6 @@ class UserEncoder(nn.Module):
         tensors = [*self.module.parameters(), *self.module.buffers()]
         device = tensors[0].device if tensors else torch.device("cpu")
         obs = unflatten(self.space, torch.cat([example_batch(self.space)] * 2).to(device))
-        training = self.module.training
         # Lazy layers (nn.LazyLinear) draw their weights at this first forward pass: that must
         # advance the RNG as any layer's initialisation does, or the next layer derl builds
         # would draw the same numbers.
@@ -426,8 +426,7 @@ class UserEncoder(nn.Module):
         )
         rng = contextlib.nullcontext() if lazy else torch.random.fork_rng(devices=[])
         try:
-            with torch.no_grad(), rng:
-                self.module.eval()
+            with torch.no_grad(), rng, eval_mode(self.module):
                 features = self.module(obs)
         except Exception as exc:  # the user's code: say which network, and what it raised
             space = self.space
@@ -437,8 +436,6 @@ class UserEncoder(nn.Module):
                 f"{one_line(exc)}; it must map them to [batch, features] (see "
                 "docs/custom-network.md)"
             ) from exc
-        finally:
-            self.module.train(training)
         if not isinstance(features, Tensor):
             raise UsageError(
                 f"{name} returned {type(features).__name__} for a batch of observations; its "

@@ -250,7 +250,7 @@ def test_rainbow_classic_support_holds_the_discounted_returns(env_id):
 def test_loaded_noisy_agent_acts_as_evaluate_does(tmp_path):
     """derl.load(...).act takes the noisy layers' mean weights, as evaluate() and `derl eval`."""
     import derl
-    from derl.evaluate import eval_mode
+    from derl.guard import eval_mode
 
     config = derl.make_config(
         "rainbow",
