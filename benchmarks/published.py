@@ -26,6 +26,7 @@ THRESHOLDS = {
     "CliffWalking-v1": (-13, "the optimum (13 steps along the cliff); gymnasium sets none"),
     "BipedalWalker-v3": (300, "gymnasium 1.x reward_threshold"),
     "InvertedPendulum-v5": (950, "gymnasium 1.x reward_threshold"),
+    "Swimmer-v5": (360, "gymnasium 1.x reward_threshold"),
     "InvertedDoublePendulum-v5": (9100, "gymnasium 1.x reward_threshold"),
     "Reacher-v5": (-3.75, "gymnasium 1.x reward_threshold"),
 }
@@ -72,6 +73,9 @@ ANCHORS: dict[tuple[str, str], list[tuple[str, str, str]]] = {
     ("td3", "HalfCheetah-v5"): [(_CLEANRL, "9583", _MUJOCO_CLEANRL), (_ZOO, "9656", _MUJOCO_ZOO)],
     ("td3", "Hopper-v5"): [(_CLEANRL, "3135", _MUJOCO_CLEANRL), (_ZOO, "3606", _MUJOCO_ZOO)],
     ("td3", "Walker2d-v5"): [(_CLEANRL, "4058", _MUJOCO_CLEANRL), (_ZOO, "4718", _MUJOCO_ZOO)],
+    # Swimmer: rl-baselines3-zoo benchmark.md @ 0088472b (read 2026-12-06); anchors.md has no
+    # other Swimmer figure.
+    ("ppo", "Swimmer-v5"): [(_ZOO, "281.6 ± 9.7", _MUJOCO_ZOO + ", tuned HPs")],
     # The TD3 paper (arXiv 1802.09477) Table 1: max average return over 10 trials of 1M steps, -v1.
     ("td3", "InvertedPendulum-v5"): [("TD3 paper", "1000.00 ± 0.00", _TD3_PAPER)],
     ("td3", "InvertedDoublePendulum-v5"): [("TD3 paper", "9337.47 ± 14.96", _TD3_PAPER)],
