@@ -86,12 +86,19 @@ def find_flag(argv: list[str], name: str) -> str | None:
     return found
 
 
-def alg_parser(alg: str, env_id: str | None, config_file: str | None = None) -> Parser:
-    """The flags of `alg`, with the defaults the presets give `env_id`, each saying its layer."""
+def alg_parser(
+    alg: str, env_id: str | None, config_file: str | None = None, env_kwargs: str | None = None
+) -> Parser:
+    """The flags of `alg`, with the defaults the presets give `env_id` (made with `env_kwargs`,
+    the flag's JSON text), each saying its layer."""
     spec = get_alg(alg)
     fam = family(env_id) if env_id else "classic"
     if env_id:
-        preset, sources = preset_values(alg, env_id, config_file)
+        try:
+            kwargs = json_object(env_kwargs) if env_kwargs is not None else None
+        except argparse.ArgumentTypeError:  # argparse says what is wrong with it, in one line
+            kwargs = None
+        preset, sources = preset_values(alg, env_id, config_file, env_kwargs=kwargs)
         preset = {**preset, "env_id": env_id}
     else:
         preset = spec.presets.get(fam, {})
@@ -352,7 +359,7 @@ def run(argv: list[str]) -> int:
         return commands[alg](rest)
     get_alg(alg)
     env_id, config_file = find_flag(rest, "--env-id"), find_flag(rest, "--config")
-    parser = alg_parser(alg, env_id, config_file)
+    parser = alg_parser(alg, env_id, config_file, find_flag(rest, "--env-kwargs"))
     if "-h" in rest or "--help" in rest:
         parser.print_help()
         return 0

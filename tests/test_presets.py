@@ -71,6 +71,37 @@ def test_an_id_without_a_table_takes_the_same_env_at_another_version():
     assert config.num_runner_steps == env_presets()["ppo"]["HalfCheetah-v5"]["num_runner_steps"]
 
 
+def test_env_kwargs_that_make_another_registered_env_pick_its_preset(tmp_path, capsys):
+    # gymnasium registers FrozenLake8x8-v1 as FrozenLake-v1 with map_name 8x8, and
+    # LunarLanderContinuous-v3 as LunarLander-v3 with continuous=True
+    small = env_presets()["ppo"]["FrozenLake-v1"]["num_train_steps"]
+    big = derl.make_config("ppo", "FrozenLake8x8-v1").num_train_steps
+    assert small != big
+    config = derl.make_config("ppo", "FrozenLake8x8-v1", env_kwargs={"map_name": "4x4"})
+    assert config.num_train_steps == small
+    config = derl.make_config("ppo", "FrozenLake-v1", env_kwargs={"map_name": "8x8"})
+    assert config.num_train_steps == big
+    continuous = env_presets()["sac"]["LunarLanderContinuous-v3"]
+    config = derl.make_config("sac", "LunarLander-v3", env_kwargs={"continuous": True})
+    assert (config.num_train_steps, config.buffer_size) == (
+        continuous["num_train_steps"],
+        continuous["buffer_size"],
+    )
+    # kwargs that make no registered env leave the id's own preset
+    own = env_presets()["ppo"]["LunarLander-v3"]["num_runner_steps"]
+    odd = {"continuous": False, "gravity": -5.0}
+    assert derl.make_config("ppo", "LunarLander-v3", env_kwargs=odd).num_runner_steps == own
+    # a config file's env_kwargs pick it too, and -h says which env's preset it is
+    path = tmp_path / "lake.yaml"
+    path.write_text("env_kwargs: {map_name: 4x4}\n")
+    config = derl.make_config("ppo", "FrozenLake8x8-v1", config_file=str(path))
+    assert config.num_train_steps == small
+    argv = ["sac", "--env-id", "LunarLander-v3", "--env-kwargs", '{"continuous": true}', "-h"]
+    assert main(argv) == 0
+    text = "".join(capsys.readouterr().out.split())
+    assert 'LunarLander-v3withenv_kwargs{"continuous":true}isLunarLanderContinuous-v3' in text
+
+
 def test_layers_stack_family_env_file_flags(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("num_envs: 3\nlr: 0.002\n")

@@ -73,16 +73,24 @@ def spec_of(config: Config) -> AlgSpec:
 
 
 def preset_values(
-    alg: str, env_id: str, config_file: str | None = None, family: str | None = None
+    alg: str,
+    env_id: str,
+    config_file: str | None = None,
+    family: str | None = None,
+    env_kwargs: dict | None = None,
 ) -> tuple[dict, dict[str, str]]:
     """The values the layers under the flags give `alg` on `env_id` (family preset, env preset,
     config file), and for each the layer it came from. `family` names the family preset of an
-    env gymnasium does not know (one made by derl.train's env_fn); else the id decides."""
+    env gymnasium does not know (one made by derl.train's env_fn); else the id decides.
+    `env_kwargs` that make another registered env (FrozenLake-v1 with map_name 8x8 is
+    FrozenLake8x8-v1) pick that env's preset."""
     spec = get_alg(alg)
     if family is not None and family not in FAMILIES:
         raise UsageError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
     fam = family or families.family(env_id)
-    layered = presets.layers(alg, spec.config_cls, spec.presets, fam, env_id, config_file)
+    layered = presets.layers(
+        alg, spec.config_cls, spec.presets, fam, env_id, config_file, env_kwargs
+    )
     for source, values in layered:
         presets.check_keys(spec.config_cls, values, source)
     return presets.resolve(layered)
@@ -100,7 +108,7 @@ def make_config(
     For an env of your own that gymnasium does not know (trained with derl.train's env_fn),
     `env_id` is only its name and `family` ("classic", "mujoco" or "atari") picks the preset.
     """
-    values, _ = preset_values(alg, env_id, config_file, family)
+    values, _ = preset_values(alg, env_id, config_file, family, overrides.get("env_kwargs"))
     return build_config(get_alg(alg).config_cls, values, env_id=env_id, **overrides)
 
 

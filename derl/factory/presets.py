@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import sys
 import typing
@@ -55,17 +56,46 @@ def preset_id(alg: str, env_id: str) -> str | None:
     return min(others)[2] if others else None  # ties: the newer version
 
 
-def env_preset(alg: str, env_id: str) -> tuple[dict, str | None]:
-    """(values, source) of the env preset of `alg` on `env_id` (or on the same env at another
-    version, `preset_id`); ({}, None) when there is none."""
-    found = preset_id(alg, env_id)
+def registered_as(env_id: str, env_kwargs: dict | None) -> str:
+    """The id gymnasium registers for what `env_id` makes with `env_kwargs`, where that is
+    another id: FrozenLake-v1 with {"map_name": "8x8"} is FrozenLake8x8-v1, LunarLander-v3 with
+    {"continuous": true} is LunarLanderContinuous-v3. Else `env_id` itself."""
+    name = env_id.split(":")[-1]
+    if not env_kwargs or not isinstance(env_kwargs, dict):  # a wrong type is refused later
+        return name
+    import gymnasium as gym
+
+    try:
+        spec = gym.spec(name)
+    except Exception:  # not registered (an env_fn's name) or a broken id: the id alone decides
+        return name
+    made = {**spec.kwargs, **env_kwargs}
+    for other in gym.registry.values():
+        try:
+            if other.entry_point == spec.entry_point and other.kwargs == made:
+                return other.id if other.id != spec.id else name
+        except Exception:  # kwargs that cannot be compared (arrays): not this one
+            continue
+    return name
+
+
+def env_preset(alg: str, env_id: str, env_kwargs: dict | None = None) -> tuple[dict, str | None]:
+    """(values, source) of the env preset of `alg` on `env_id` made with `env_kwargs` (the env
+    they make where gymnasium registers it under another id, `registered_as`; or the same env
+    at another version, `preset_id`); ({}, None) when there is none."""
+    name = env_id.split(":")[-1]
+    target = registered_as(env_id, env_kwargs)
+    found = preset_id(alg, target)
     if found is None:
         return {}, None
     table = env_presets()[alg][found]
     values = {k: v for k, v in table.items() if k != "source"}
     source = table.get("source", "env preset")
-    if found != env_id.split(":")[-1]:
+    if found != target:
         source = f"the {found} preset, same env at another version: {source}"
+    if target != name:
+        kwargs = json.dumps(env_kwargs, default=str)
+        source = f"{name} with env_kwargs {kwargs} is {target}: {source}"
     return values, source
 
 
@@ -146,17 +176,28 @@ def check_keys(config_cls: type, values: dict, where: str) -> None:
 
 
 def layers(
-    alg: str, config_cls: type, family_presets: dict, family: str, env_id: str, config_file=None
+    alg: str,
+    config_cls: type,
+    family_presets: dict,
+    family: str,
+    env_id: str,
+    config_file=None,
+    env_kwargs: dict | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(source, values) of every layer under the flags, lowest first."""
-    found = [(f"{family} preset", family_presets.get(family, {}))]
-    values, source = env_preset(alg, env_id)
-    if source is not None:
-        found.append((f"{env_id} preset ({source})", values))
+    """(source, values) of every layer under the flags, lowest first. The env preset is that of
+    the env `env_id` makes with `env_kwargs` (the flag's, else the config file's)."""
+    from_file = None
     if config_file is not None:
         from_file = read_config_file(config_file)
         check_keys(config_cls, from_file, f"--config {config_file}")
         from_file = typed(config_cls, from_file, f"--config {config_file}")
+        if env_kwargs is None:
+            env_kwargs = from_file.get("env_kwargs")
+    found = [(f"{family} preset", family_presets.get(family, {}))]
+    values, source = env_preset(alg, env_id, env_kwargs)
+    if source is not None:
+        found.append((f"{env_id} preset ({source})", values))
+    if from_file is not None:
         found.append((f"--config {config_file}", from_file))
     return found
 
