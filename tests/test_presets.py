@@ -87,7 +87,9 @@ def test_env_kwargs_that_make_another_registered_env_pick_its_preset(tmp_path, c
         continuous["num_train_steps"],
         continuous["buffer_size"],
     )
-    # kwargs that make no registered env leave the id's own preset
+    # kwargs the id has already, or that make no registered env, leave the id's own preset
+    config = derl.make_config("ppo", "FrozenLake-v1", env_kwargs={"map_name": "4x4"})
+    assert config.num_train_steps == small
     own = env_presets()["ppo"]["LunarLander-v3"]["num_runner_steps"]
     odd = {"continuous": False, "gravity": -5.0}
     assert derl.make_config("ppo", "LunarLander-v3", env_kwargs=odd).num_runner_steps == own

@@ -70,7 +70,7 @@ def registered_as(env_id: str, env_kwargs: dict | None) -> str:
     except Exception:  # not registered (an env_fn's name) or a broken id: the id alone decides
         return name
     made = {**spec.kwargs, **env_kwargs}
-    for other in gym.registry.values():
+    for other in [spec, *gym.registry.values()]:  # the id itself first: kwargs it has already
         try:
             if other.entry_point == spec.entry_point and other.kwargs == made:
                 return other.id if other.id != spec.id else name
