@@ -45,6 +45,18 @@ def params(alg):
                 "checkpoint_every": 256,
             },
         ),
+        (  # advantages recomputed before every epoch, from the critic of that moment
+            "HalfCheetah-v5",
+            {
+                "recompute_advantages": True,
+                "num_envs": 2,
+                "num_runner_steps": 128,
+                "num_minibatches": 4,
+                "num_epochs": 3,
+                "num_train_steps": 1024,
+                "checkpoint_every": 256,
+            },
+        ),
         (  # gSDE: the exploration matrices are redrawn by runner hooks, after the checkpoint
             # and (sde_sample_freq) every 16 steps within a rollout
             "Pendulum-v1",

@@ -112,6 +112,37 @@ def test_minibatches_cover_the_batch_each_epoch():
     assert first_epoch.tolist() == sorted([float(t) for t in range(8)] * 2)
 
 
+def test_recomputed_advantages_follow_the_critic_from_epoch_to_epoch():
+    # The critic changes between epochs (as PPO's updates change it); with recompute_values
+    # each epoch's batch carries the values and advantages of the critic as that epoch finds it.
+    policy = ConstantPolicy(2.0)
+    runner = EnvRunner(make_env(100, 100), policy, 4, 8)
+    gae = GAE(policy, gamma=0.5, lam=1.0, recompute_values=True)
+    epochs = Minibatches(runner, 3, 1, per_epoch=[gae, MergeTimeBatch()])
+    seen = []
+    for batch in epochs:
+        seen.append((batch.values.unique().tolist(), batch.advantages.clone()))
+        policy.v += 1.0  # "the update"
+    assert [values for values, _ in seen] == [[2.0], [3.0], [4.0]]
+    # No episode ends: the last step bootstraps from V(last_obs) = v, the others from v too:
+    # every delta is 1 + 0.5 v - v, and the advantages differ from epoch to epoch.
+    for v, (_, adv) in zip((2.0, 3.0, 4.0), seen, strict=True):
+        delta = 1 + 0.5 * v - v
+        assert adv.view(4, 2)[-1].tolist() == [pytest.approx(delta)] * 2
+    # Without it, the values of acting time stay in every epoch's batch.
+    policy = ConstantPolicy(2.0)
+    once = Minibatches(
+        Transform(EnvRunner(make_env(100, 100), policy, 4, 8), [GAE(policy), MergeTimeBatch()]),
+        3,
+        1,
+    )
+    values = []
+    for batch in once:
+        values.append(batch.values.unique().tolist())
+        policy.v += 1.0
+    assert values == [[2.0], [2.0], [2.0]]
+
+
 def test_runner_refuses_a_next_step_autoreset_vector_env():
     env = gym.make_vec("CartPole-v1", 2)  # gymnasium's default: NEXT_STEP autoreset
     policy = ActorCriticPolicy(

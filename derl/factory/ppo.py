@@ -33,6 +33,11 @@ class PPOConfig(ActorCriticConfig):
     )
     clip_value_loss: bool = hp(True, "clip the value loss around the old values (baselines ppo2)")
     anneal_clip_range: bool = hp(False, "anneal the clip range linearly to 0 over training")
+    recompute_advantages: bool = hp(
+        False,
+        "recompute the values and GAE advantages with the current critic before every epoch "
+        "(Andrychowicz et al. 2021; Tianshou's MuJoCo PPO)",
+    )
 
     def relations(self) -> list[tuple[bool, str]]:
         batch = self.num_envs * self.num_runner_steps
@@ -99,8 +104,16 @@ def make_ppo(
         env, policy, config.num_runner_steps, config.num_train_steps, device, logger
     )
     resample_sde_before_rollouts(runner, policy, config.sde_sample_freq)
-    runner = Transform(runner, [GAE(policy, config.gamma, config.gae_lambda), MergeTimeBatch()])
-    runner = Minibatches(runner, config.num_epochs, config.num_minibatches)
+    # Advantages from the values of acting time, once per rollout; or, recomputed, from the
+    # critic as each epoch finds it ("What Matters in On-Policy RL", Andrychowicz et al. 2021,
+    # https://arxiv.org/abs/2006.05990, recommend recomputing them once per pass).
+    gae = GAE(policy, config.gamma, config.gae_lambda, config.recompute_advantages)
+    if config.recompute_advantages:
+        per_epoch = [gae, MergeTimeBatch()]
+        runner = Minibatches(runner, config.num_epochs, config.num_minibatches, per_epoch)
+    else:
+        runner = Transform(runner, [gae, MergeTimeBatch()])
+        runner = Minibatches(runner, config.num_epochs, config.num_minibatches)
     if config.normalize_advantages:
         runner = Transform(runner, [NormalizeAdvantages()])
     loss = PPOLoss(

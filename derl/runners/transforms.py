@@ -20,16 +20,28 @@ class ValuePolicy(Protocol):
 
 class GAE:
     """A rollout with `advantages` and `value_targets` (= advantages + values) added: a new
-    rollout, the one it was given is left as it was."""
+    rollout, the one it was given is left as it was.
 
-    def __init__(self, policy: ValuePolicy, gamma: float = 0.99, lam: float = 0.95):
+    `recompute_values`: the values of the rollout's observations come from the policy's critic
+    now, not from acting time, and replace them (for PPO's per-epoch recomputation)."""
+
+    def __init__(
+        self,
+        policy: ValuePolicy,
+        gamma: float = 0.99,
+        lam: float = 0.95,
+        recompute_values: bool = False,
+    ):
         self.policy, self.gamma, self.lam = policy, gamma, lam
+        self.recompute_values = recompute_values
 
     def __call__(self, rollout: Rollout) -> Rollout:
         steps = rollout.steps
         rewards, values, terminated, truncated = steps.require(
             "rewards", "values", "terminated", "truncated"
         )
+        if self.recompute_values:
+            values = self.policy.value(steps.obs.flatten(0, 1)).view_as(values)
         final_values = torch.zeros_like(values)
         if len(rollout.final_index):
             t, i = rollout.final_index.unbind(1)
@@ -44,7 +56,9 @@ class GAE:
             self.gamma,
             self.lam,
         )
-        steps = steps.replace(advantages=advantages, value_targets=advantages + values)
+        steps = steps.replace(
+            values=values, advantages=advantages, value_targets=advantages + values
+        )
         return dataclasses.replace(rollout, steps=steps)
 
 

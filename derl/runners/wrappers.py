@@ -35,19 +35,39 @@ class Transform(RunnerWrapper):
 
 
 class Minibatches(RunnerWrapper):
-    """Yields `num_minibatches` shuffled minibatches per epoch, `num_epochs` times per batch."""
+    """Yields `num_minibatches` shuffled minibatches per epoch, `num_epochs` times per batch.
 
-    def __init__(self, runner: Runner, num_epochs: int, num_minibatches: int):
+    `per_epoch` transforms turn each item the wrapped runner yields into the batch anew before
+    every epoch (e.g. GAE with the critic as it is after the last epoch's updates); without
+    them the runner's items are the batches.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        num_epochs: int,
+        num_minibatches: int,
+        per_epoch: Iterable[Callable[[Any], Any]] = (),
+    ):
         super().__init__(runner)
         self.num_epochs, self.num_minibatches = num_epochs, num_minibatches
+        self.per_epoch = list(per_epoch)
+
+    def epoch_batch(self, item: Any) -> Batch:
+        for transform in self.per_epoch:
+            item = transform(item)
+        return item
 
     def __iter__(self) -> Iterator[Batch]:
-        for batch in self.runner:
-            if self.num_minibatches == 1:  # one minibatch is the whole batch: order is irrelevant
-                yield from (batch for _ in range(self.num_epochs))
+        for item in self.runner:
+            if self.num_minibatches == 1 and not self.per_epoch:
+                yield from (item for _ in range(self.num_epochs))  # order is irrelevant
                 continue
-            size = len(batch)
             for _ in range(self.num_epochs):
-                perm = torch.randperm(size, device=batch.obs.device)
+                batch = self.epoch_batch(item)
+                if self.num_minibatches == 1:
+                    yield batch
+                    continue
+                perm = torch.randperm(len(batch), device=batch.obs.device)
                 for idx in perm.chunk(self.num_minibatches):
                     yield batch.index(idx)
