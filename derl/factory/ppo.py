@@ -109,7 +109,7 @@ def make_ppo(
     # https://arxiv.org/abs/2006.05990, recommend recomputing them once per pass).
     gae = GAE(policy, config.gamma, config.gae_lambda, config.recompute_advantages)
     if config.recompute_advantages:
-        per_epoch = [gae, MergeTimeBatch()]
+        per_epoch: list[Callable] = [gae, MergeTimeBatch()]
         runner = Minibatches(runner, config.num_epochs, config.num_minibatches, per_epoch)
     else:
         runner = Transform(runner, [gae, MergeTimeBatch()])
