@@ -81,6 +81,7 @@ def derl_config(alg: str, env_id: str, overrides: dict, logdir: str | None, vari
         logdir=logdir,
         checkpoint_every=10**9,  # the final checkpoint is still written (and timed)
         eval_every=0,  # SB3 does not evaluate during learn(); the CartPole preset would
+        threads=0,  # derl leaves torch's thread count as the harness set it for both libraries
     )
     return derl.make_config(alg, env_id, **{**fields, **overrides, **extra})
 

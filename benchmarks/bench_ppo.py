@@ -81,8 +81,16 @@ def derl_config(
 ):
     if num_envs:
         variant = {**variant, "num_envs": num_envs}
+    # threads=0: derl leaves torch's thread count as the harness set it for both libraries.
     return derl.make_config(
-        alg, env_id, num_train_steps=steps, seed=seed, device=device, logdir=logdir, **variant
+        alg,
+        env_id,
+        num_train_steps=steps,
+        seed=seed,
+        device=device,
+        logdir=logdir,
+        threads=0,
+        **variant,
     )
 
 

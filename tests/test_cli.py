@@ -90,10 +90,13 @@ def test_a2c_runs(tmp_path, capsys):
 def test_help_shows_the_presets_and_where_each_default_comes_from(capsys):
     assert main(["ppo", "--env-id", "HalfCheetah-v5", "-h"]) == 0
     text = "".join(capsys.readouterr().out.split())
-    assert "mujocofamilypreset" in text and "(default:512;fromtheHalfCheetah-v5preset" in text
+    assert "mujocofamilypreset" in text and "(default:256;fromtheHalfCheetah-v5preset" in text
     assert main(["ppo", "--env-id", "BreakoutNoFrameskip-v4", "-h"]) == 0
     text = "".join(capsys.readouterr().out.split())
     assert "atarifamilypreset" in text and "(default:BreakoutNoFrameskip-v4)" in text
+    assert "README)(default:0;fromtheataripreset)" in text  # --threads: one per core
+    assert main(["ppo", "--env-id", "CartPole-v1", "-h"]) == 0
+    assert "README)(default:1)" in "".join(capsys.readouterr().out.split())
 
 
 BAD = [

@@ -454,3 +454,17 @@ def test_a_checkpoint_that_unpickles_into_an_error_is_one_line(tmp_path, monkeyp
     monkeypatch.setattr(torch, "load", damaged)
     with pytest.raises(derl.errors.UsageError, match="is truncated or corrupt .AssertionError."):
         checkpoint.load(path)
+
+
+@pytest.mark.parametrize("threads, expected", [(None, 1), (0, 2), (2, 2)])
+def test_a_run_takes_one_torch_thread_unless_told(tmp_path, threads, expected):
+    # Threads that share cores with other runs wait on each other (the README's --threads), so
+    # a run takes one by default; 0 leaves torch's count (one per core) as it was.
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        kw = {} if threads is None else {"threads": threads}
+        derl.train(config(tmp_path / "run", num_train_steps=256, **kw), progress=False)
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)

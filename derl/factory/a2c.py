@@ -43,7 +43,7 @@ class A2CConfig(ActorCriticConfig):
 
 PRESETS: dict[str, dict] = {
     # openai baselines A2C on Atari, with its TensorFlow RMSprop (rl-zoo: RMSpropTFLike).
-    "atari": dict(num_envs=8, num_train_steps=10_000_000, rmsprop_tf=True, hidden=""),
+    "atari": dict(num_envs=8, num_train_steps=10_000_000, rmsprop_tf=True, hidden="", threads=0),
     # rl-zoo's A2C recipe for the PyBullet locomotion envs (HalfCheetahBulletEnv-v0), without its
     # gSDE, log-std and init tweaks, and at 1M steps where the zoo runs 2M.
     "mujoco": dict(

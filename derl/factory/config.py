@@ -248,7 +248,12 @@ class Config:
         0, "env steps between evaluations logged as eval/return (0: never)", at_least=0
     )
     eval_episodes: int = hp(10, "episodes per evaluation", at_least=1)
-    threads: int = hp(0, "torch CPU threads (0: torch's default, one per core)", at_least=0)
+    threads: int = hp(
+        1,
+        "torch CPU threads of this run (0: one per core); the Atari presets use 0 (see --threads in the"
+        " README)",
+        at_least=0,
+    )
     nproc: int = hp(
         1,
         "processes training together, data-parallel on torch.distributed (each steps its own "

@@ -101,7 +101,7 @@ _COMMON = dict(num_envs=1, vectorization="sync")
 PRESETS: dict[str, dict] = {
     # The 2020 derl's default, fixed: 3-step double dueling DQN with prioritized replay; Adam
     # and the schedule of Dopamine / Rainbow (target every 32k frames, epsilon over 1M frames).
-    "atari": dict(**_COMMON, num_train_steps=10_000_000, hidden="512"),
+    "atari": dict(**_COMMON, num_train_steps=10_000_000, hidden="512", threads=0),
     # rl-zoo's CartPole-v1 DQN (256-unit net, 128 updates every 256 steps). Double Q stays
     # off as there: with it, seed 0 had not solved CartPole by 50k steps (eval 38 vs 500).
     # (CartPole-v1's own preset, in presets.toml, adds double Q with a dueling head and 3-step

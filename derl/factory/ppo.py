@@ -55,7 +55,8 @@ class PPOConfig(ActorCriticConfig):
 PRESETS: dict[str, dict] = {
     # CleanRL ppo_atari / openai baselines ppo2 Atari.
     # The Nature CNN with linear policy and value heads on its 512 features: no hidden layers.
-    "atari": dict(num_envs=8, num_train_steps=10_000_000, hidden=""),
+    # threads=0: one per core; the CNN's convolutions pay for a second thread (README: --threads).
+    "atari": dict(num_envs=8, num_train_steps=10_000_000, hidden="", threads=0),
     # CleanRL ppo_continuous_action / the PPO paper's MuJoCo setting.
     "mujoco": dict(
         num_envs=1,
