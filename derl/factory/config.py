@@ -250,8 +250,8 @@ class Config:
     eval_episodes: int = hp(10, "episodes per evaluation", at_least=1)
     threads: int = hp(
         1,
-        "torch CPU threads of this run (0: one per core); the Atari presets use 0 (see --threads in the"
-        " README)",
+        "torch CPU threads of this run (0: one per core); the Atari presets use 0 "
+        "(see --threads in the README)",
         at_least=0,
     )
     nproc: int = hp(
