@@ -38,6 +38,7 @@ def params(alg):
         (
             "HalfCheetah-v5",
             {
+                "num_envs": 1,
                 "num_runner_steps": 256,
                 "num_minibatches": 4,
                 "num_epochs": 2,
