@@ -8,6 +8,7 @@ own in a page, is replaced by what its function renders when the site is built.
     <!-- derl:commands -->        `derl -h` and the subcommands' help (resume, eval, plot, ...)
     <!-- derl:family-presets -->  the atari / mujoco / classic presets of every algorithm
     <!-- derl:env-presets -->     the per-env presets of derl/factory/presets.toml
+    <!-- derl:preset-coverage --> which env ids have an env preset for which algorithm
     <!-- derl:readme TITLE -->    the README's section `## TITLE...`, headings one level up
     <!-- derl:results NAME -->    the table of results/NAME/README.md (the benchmark suite's)
     <!-- derl:api-if-exists derl.module -->
@@ -224,6 +225,20 @@ def env_presets_markdown() -> str:
     return "\n".join(parts)
 
 
+def preset_coverage_markdown() -> str:
+    """One row per env id that has an env preset, one column per algorithm: which have one."""
+    from derl.factory.presets import env_presets
+
+    tables = env_presets()
+    algs = list(tables)
+    env_ids = list(dict.fromkeys(env_id for alg in algs for env_id in tables[alg]))
+    rows = ["| env id | " + " | ".join(algs) + " |", "|---|" + "---|" * len(algs)]
+    for env_id in env_ids:
+        marks = ["yes" if env_id in tables[alg] else "" for alg in algs]
+        rows.append(f"| `{env_id}` | " + " | ".join(marks) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def readme_section(match: re.Match) -> str:
     """The body of the README's section whose heading starts with the title, without the
     heading; its subsections become sections of the page."""
@@ -265,6 +280,7 @@ MARKERS = {
     "<!-- derl:commands -->": commands_markdown,
     "<!-- derl:family-presets -->": family_presets_markdown,
     "<!-- derl:env-presets -->": env_presets_markdown,
+    "<!-- derl:preset-coverage -->": preset_coverage_markdown,
 }
 
 

@@ -199,6 +199,25 @@ def test_generated_parts_are_on_the_pages():
         assert "<!-- derl:" not in gen_flags.render(page.read_text()), page.name
 
 
+def test_preset_coverage_grid_marks_every_env_preset():
+    """The algorithms page's env-by-algorithm grid, generated from presets.toml: a row per env
+    id, a mark exactly where that algorithm has a table for it."""
+    from derl.factory.presets import env_presets
+
+    tables = env_presets()
+    header, _, *rows = gen_flags.preset_coverage_markdown().strip().splitlines()
+    algs = [cell.strip() for cell in header.strip("|").split("|")][1:]
+    assert algs == list(tables)
+    seen = set()
+    for row in rows:
+        env_cell, *marks = [cell.strip() for cell in row.strip("|").split("|")]
+        env_id = env_cell.strip("`")
+        seen.add(env_id)
+        assert marks == ["yes" if env_id in tables[alg] else "" for alg in algs], env_id
+    assert seen == {env_id for alg in algs for env_id in tables[alg]}
+    assert "<!-- derl:preset-coverage -->" in (DOCS / "algorithms.md").read_text()
+
+
 def test_every_recipe_the_docs_name_is_exported():
     """docs/extending.md builds algorithms with `derl.make_<alg>`: each algorithm's recipe and
     config class must be importable from `derl` itself, as the page says."""
