@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -201,7 +202,30 @@ def make_run(entry: dict, env_id: str, seed: int, logdir: Path) -> Run:
     argv += ["--logdir", str(logdir), *steps]
     argv += entry["flags"]
     threshold = entry.get("threshold", THRESHOLDS.get(env_id, (None,))[0])
-    return Run(alg, env_id, seed, logdir, tuple(argv), derl_config(alg, argv), threshold)
+    config = derl_config(alg, argv)
+    check_actions(alg, config)
+    return Run(alg, env_id, seed, logdir, tuple(argv), config, threshold)
+
+
+@functools.cache
+def action_space(env_id: str, env_kwargs_json: str):
+    from derl.env.make import make_single
+
+    env = make_single(env_id, env_kwargs=json.loads(env_kwargs_json))
+    try:
+        return env.action_space
+    finally:
+        env.close()
+
+
+def check_actions(alg: str, config: dict) -> None:
+    """The check derl makes when it builds the algorithm (DQN: discrete actions; SAC, TD3: a
+    Box), made before the suite starts: a run that could not start would fail hours into it."""
+    from derl.factory import get_alg
+
+    check = get_alg(alg).check_actions
+    if check is not None and not config["env_fn"]:  # a factory's env: derl checks it at the start
+        check(action_space(config["env_id"], json.dumps(config["env_kwargs"])), alg)
 
 
 def dirname(env_id: str) -> str:
@@ -211,6 +235,10 @@ def dirname(env_id: str) -> str:
 
 def plan(spec: Spec, only: str | None = None) -> list[Run]:
     """Every run of the spec, resolved by derl, so bad input stops the suite before it starts."""
+    if spec.root.exists() and not spec.root.is_dir():
+        raise UsageError(f"the root {spec.root} is a file; name a directory for the runs")
+    if spec.csv.is_dir():
+        raise UsageError(f"the CSV {spec.csv} is a directory; name a file for the results")
     runs: dict[Path, Run] = {}
     for i, entry in enumerate(spec.entries, 1):
         where = f"{spec.path} [[run]] #{i}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,15 +102,28 @@ class Agent:
         )
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or the newest checkpoint of a logdir."""
+def load_state(path: str | os.PathLike) -> tuple[Path, dict]:
+    """(checkpoint, its state): the file named, or a logdir's newest checkpoint that loads,
+    past damaged newer ones (each named on stderr), as `derl resume` does."""
     path = Path(path)
-    if path.is_dir():
-        found = checkpoint.list_checkpoints(path)
-        if not found:
-            raise UsageError(f"no checkpoint in {path / checkpoint.CHECKPOINT_DIR}")
-        return found[-1]
-    return path
+    if not path.is_dir():
+        return path, checkpoint.load(path)
+    if not checkpoint.list_checkpoints(path):
+        raise UsageError(f"no checkpoint in {path / checkpoint.CHECKPOINT_DIR}")
+    skipped: list[UsageError] = []
+    for found, state in checkpoint.newest_loadable(path):
+        if isinstance(state, checkpoint.NewerFormat):
+            raise state
+        if isinstance(state, UsageError):
+            skipped.append(state)
+            continue
+        for error in skipped:
+            print(f"derl: {error}; loading the previous checkpoint", file=sys.stderr)
+        return found, state
+    raise UsageError(
+        f"no checkpoint in {path / checkpoint.CHECKPOINT_DIR} can be loaded (the newest: "
+        f"{skipped[0]})"
+    )
 
 
 def load(
@@ -126,8 +140,7 @@ def load(
     """
     from derl.factory import checkpoint_config, get_alg
 
-    path = resolve_checkpoint(path)
-    state = checkpoint.load(path)
+    path, state = load_state(path)
     config = checkpoint_config(state, path)
     env_fn = derl.env.user_env_fn(config, env_fn)
     env = derl.env.make(

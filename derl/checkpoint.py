@@ -215,10 +215,7 @@ def load(path: str | os.PathLike) -> dict:
 def corrupt(path: str | os.PathLike, exc: BaseException) -> UsageError:
     """A file that torch reads only in part: a flipped byte can raise nearly anything there, and
     resume must fall back past it to an earlier checkpoint."""
-    return UsageError(
-        f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}); delete it or use an "
-        "earlier one"
-    )
+    return UsageError(f"checkpoint {path} is truncated or corrupt ({type(exc).__name__})")
 
 
 def checkpoint_path(logdir: str | os.PathLike, step: int) -> Path:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -174,6 +175,7 @@ def top_parser() -> Parser:
             + [f"{name}: {text}" for name, text in COMMANDS.items()]
         ),
     )
+    parser.add_argument("-V", "--version", action="store_true", help="print derl's version")
     return parser
 
 
@@ -189,6 +191,11 @@ def check_output(flag: str, path: str, suffixes: tuple[str, ...]) -> None:
     if not out.parent.is_dir():
         what = "is not a directory" if out.parent.exists() else "does not exist"
         raise UsageError(f"{flag} {path}: {out.parent} {what}")
+    try:  # a file can be made there (permissions, a read-only or pseudo file system): try one
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".derl-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write in {out.parent} ({exc.strerror})") from None
 
 
 def resume_command(argv: list[str]) -> int:
@@ -288,6 +295,9 @@ def eval_command(argv: list[str]) -> int:
     if args.video:
         check_output("--video", args.video, VIDEO_SUFFIXES)
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
+        # pygame's frames (classic control, box2d) need no display; without this SDL looks for
+        # one and, on a headless machine, prints an XDG_RUNTIME_DIR error line on every video.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
     agent = load(args.path, device=args.device)
     returns = evaluate(agent, args.episodes, args.seed, args.deterministic)
@@ -350,9 +360,18 @@ def report(result) -> int:
 
 
 def run(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         top_parser().print_help()
-        return 0 if argv else 2
+        return 0
+    if not argv:
+        raise UsageError(
+            "name an algorithm or a command, e.g. `derl ppo --env-id CartPole-v1`; see `derl -h`"
+        )
+    if argv[0] in ("-V", "--version"):
+        from derl import __version__
+
+        print(f"derl {__version__}")
+        return 0
     alg, rest = argv[0], argv[1:]
     commands = {"resume": resume_command, "eval": eval_command, "plot": plot_command}
     if alg in commands:

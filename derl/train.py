@@ -136,6 +136,7 @@ def build(
         tracking.check_available()
     if config.capture_video_every:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo; read when mujoco loads
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame's frames need no display
     logdir = logdir or (Path(config.logdir) if config.logdir else default_logdir(spec.name, config))
     logdir = distributed.broadcast(logdir)  # rank 0's clock names a default one
     new_run = resume_state is None and not restart
@@ -399,6 +400,19 @@ def check_new_logdir(logdir: Path) -> None:
     if (logdir / "config.json").exists():
         raise UsageError(
             f"{logdir} already holds a run; pass another --logdir or `derl resume {logdir}`"
+        )
+    # A run's files without its config.json (deleted, or copied in part): a new run there would
+    # overwrite the checkpoints and mix its TensorBoard curves with the old ones.
+    leftovers = [
+        p.name
+        for pattern in ("events.out.tfevents.*", "best.pt", "checkpoints/*.pt")
+        for p in sorted(logdir.glob(pattern))
+    ]
+    if leftovers:
+        raise UsageError(
+            f"{logdir} holds files of an earlier run ({', '.join(leftovers[:3])}"
+            f"{', ...' if len(leftovers) > 3 else ''}) but no config.json; pass another --logdir "
+            "or move them away"
         )
 
 

@@ -118,12 +118,17 @@ BAD = [
     (["ppo", "--env-id", "CartPole-v1", "--no-lr"], "unrecognized arguments: --no-lr"),
     (["ppo", "--env-id", "CartPole-v1", "--conf", "a.yaml"], "unknown flag --conf"),  # no abbrev
     (["ppo", "--env-id", "CartPole-v1", "--seed", "-1"], "--seed must be in [0, 2147483647]"),
+    (
+        ["ppo", "--env-id", "CartPole-v1", "--env-kwargs", '{"render_mode": "human"}'],
+        "render_mode is derl's to set",
+    ),
     (["ppo", "--env-id", "CartPole-v1", "--lr", "nan"], "--lr must be a finite number"),
     (  # the preprocessing would hand the agent the screen instead
         ["ppo", "--env-id", "ALE/Breakout-v5", "--env-kwargs", '{"obs_type": "ram"}'],
         "with obs_type='ram': derl's Atari preprocessing works on the screen",
     ),
 ]
+BAD.append((["rainbow", "--env-id", "Pendulum-v1"], "rainbow needs a discrete action space"))
 if not torch.cuda.is_available():
     BAD.append((["sac", "--env-id", "Pendulum-v1", "--buffer-device", "cuda"], "no CUDA device"))
 
@@ -137,11 +142,37 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     assert not logdir.exists()
 
 
+def test_no_command_an_empty_logdir_and_a_config_for_another_env_are_one_line(tmp_path, capsys):
+    other_env = tmp_path / "acrobot.yaml"
+    other_env.write_text("env_id: Acrobot-v1\nlr: 0.001\n")
+    cases = [
+        ([], "name an algorithm or a command"),
+        (["ppo", "--env-id", "CartPole-v1", "--logdir", ""], "--logdir is empty"),
+        (
+            ["ppo", "--env-id", "CartPole-v1", "--config", str(other_env)],
+            "names env_id Acrobot-v1, but the run's is CartPole-v1",
+        ),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1, captured
+        assert message in captured.err
+
+
+def test_version_is_printed(capsys):
+    import derl
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"derl {derl.__version__}\n"
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
         (["--seed", "-1"], "--seed must be in [0, 2147483647], got -1"),
         (["--video-steps", "0"], "--video-steps must be >= 1, got 0"),
+        (["--video", "/proc/out.mp4"], "--video /proc/out.mp4: cannot write in /proc"),
     ],
 )
 def test_bad_eval_input_is_one_line_before_loading(flags, message, tmp_path, capsys):
@@ -174,6 +205,22 @@ def test_existing_run_is_never_overwritten(tmp_path, capsys):
     assert main(argv) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (logdir / "config.json").read_text() == before
+
+
+def test_a_runs_files_without_its_config_are_never_overwritten(tmp_path, capsys):
+    """config.json deleted, the checkpoints and events left: a new run there is refused, and
+    the files stay as they were."""
+    logdir = tmp_path / "run"
+    argv = ["ppo", "--env-id", "CartPole-v1", "--logdir", str(logdir), "--num-train-steps", "256"]
+    assert main(argv) == 0
+    (logdir / "config.json").unlink()
+    files = {p: p.read_bytes() for p in logdir.rglob("*") if p.is_file()}
+    assert any(p.suffix == ".pt" for p in files)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds files of an earlier run" in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in logdir.rglob("*") if p.is_file()} == files
 
 
 def test_eval_is_deterministic_by_default_as_the_python_api(tmp_path, capsys):

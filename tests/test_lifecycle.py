@@ -197,8 +197,10 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caps
     derl.train(config(logdir), progress=False, stop_after=2048)
     newest = checkpoint.list_checkpoints(logdir)[-1]
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a full disk
-    assert main(["eval", str(newest)]) == 2
+    assert main(["eval", str(newest)]) == 2  # the file named: no other
     assert "truncated or corrupt" in capsys.readouterr().err
+    assert main(["eval", str(logdir), "--episodes", "1"]) == 0  # the run: its previous one
+    assert "loading the previous checkpoint" in capsys.readouterr().err
     result = resume(logdir, progress=False)
     assert "falling back" in capsys.readouterr().err
     assert result.env_steps >= 4096

@@ -123,6 +123,14 @@ def test_spec_resolves_to_derl_commands_with_the_logdir_convention(tmp_path):
         ),
         ('root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo2"\nenvs = ["CartPole-v1"]\n', "ppo2"),
         ('root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPol-v1"]\n', "CartPole-v1?"),
+        (  # an algorithm that cannot act in the env: refused before anything runs
+            'root = "r"\ncsv = "c"\n[[run]]\nalg = "sac"\nenvs = ["CartPole-v1"]\n',
+            "(sac CartPole-v1): sac needs a continuous (Box) action space",
+        ),
+        (
+            'root = "r"\ncsv = "c"\n[[run]]\nalg = "rainbow"\nenvs = ["Pendulum-v1"]\n',
+            "rainbow needs a discrete action space",
+        ),
         (
             'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n'
             '[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\nseeds = [1, 0]\n',
@@ -138,6 +146,17 @@ def test_bad_spec_is_one_line_and_exit_2(text, message, tmp_path, capsys):
     assert err.startswith("suite: error: ") and err.count("\n") == 1, err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_root_that_is_a_file_or_a_csv_that_is_a_folder_is_one_line(tmp_path, capsys):
+    spec = write_spec(tmp_path, seeds=[0])
+    (tmp_path / "file").write_text("")
+    assert suite.main(["run", str(spec), "--root", str(tmp_path / "file")]) == 2
+    assert "is a file; name a directory" in capsys.readouterr().err
+    assert suite.main(["run", str(spec), "--csv", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory; name a file" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_status_reads_how_far_a_run_got_from_its_checkpoint_names(tmp_path, capsys):

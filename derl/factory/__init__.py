@@ -20,9 +20,9 @@ from derl.factory.config import (
     make_actor_critic_policy,
     plain_values,
 )
-from derl.factory.dqn import DQNConfig, RainbowConfig, make_dqn, make_dqn_policy
+from derl.factory.dqn import DQNConfig, RainbowConfig, check_discrete, make_dqn, make_dqn_policy
 from derl.factory.ppo import PPOConfig, make_ppo
-from derl.factory.sac import SACConfig, make_sac, make_sac_policy
+from derl.factory.sac import SACConfig, check_box, make_sac, make_sac_policy
 from derl.factory.td3 import TD3Config, make_td3, make_td3_policy
 
 
@@ -36,6 +36,9 @@ class AlgSpec:
     make: Callable
     summary: str
     make_policy: Callable = make_actor_critic_policy  # (config, obs space, act space): to load
+    # (action space, name) -> the space, or a UsageError when the algorithm cannot act in it;
+    # None: any space the policy's heads take (PPO and A2C).
+    check_actions: Callable | None = None
 
 
 ALGS: dict[str, AlgSpec] = {
@@ -48,6 +51,7 @@ ALGS: dict[str, AlgSpec] = {
         make_dqn,
         "Deep Q-Network (Atari: 3-step double dueling with prioritized replay)",
         make_dqn_policy,
+        check_discrete,
     ),
     "rainbow": AlgSpec(
         "rainbow",
@@ -56,9 +60,14 @@ ALGS: dict[str, AlgSpec] = {
         make_dqn,
         "DQN with all six Rainbow parts",
         make_dqn_policy,
+        check_discrete,
     ),
-    "sac": AlgSpec("sac", SACConfig, sac.PRESETS, make_sac, "Soft Actor-Critic", make_sac_policy),
-    "td3": AlgSpec("td3", TD3Config, td3.PRESETS, make_td3, "Twin Delayed DDPG", make_td3_policy),
+    "sac": AlgSpec(
+        "sac", SACConfig, sac.PRESETS, make_sac, "Soft Actor-Critic", make_sac_policy, check_box
+    ),
+    "td3": AlgSpec(
+        "td3", TD3Config, td3.PRESETS, make_td3, "Twin Delayed DDPG", make_td3_policy, check_box
+    ),
 }
 
 

@@ -288,6 +288,16 @@ class Config:
             )
             if error:
                 raise UsageError(error)
+        if isinstance(self.env_kwargs, dict) and "render_mode" in self.env_kwargs:
+            raise UsageError(
+                "--env-kwargs: render_mode is derl's to set (rgb_array when it films, "
+                "--capture-video-every or `derl eval --video`); take it out"
+            )
+        if self.logdir is not None and not self.logdir.strip():
+            raise UsageError(
+                "--logdir is empty; name a directory, or leave the flag out for the default "
+                "runs/<env>/<alg>-seed<seed>-<time>"
+            )
         for ok, message in self.relations():
             if not ok:
                 raise UsageError(message)

@@ -151,8 +151,8 @@ RAINBOW_PRESETS: dict[str, dict] = {
 }
 
 
-def check_discrete(env: VectorEnv, name: str) -> gym.spaces.Discrete:
-    space = env.single_action_space
+def check_discrete(space: gym.Space, name: str = "dqn") -> gym.spaces.Discrete:
+    """The action space, if DQN (or Rainbow, `name`) can act in it: a Discrete one."""
     if not isinstance(space, gym.spaces.Discrete):
         raise UsageError(
             f"{name} needs a discrete action space, not {space}; "
@@ -197,7 +197,8 @@ def make_dqn(
     model_fn: Callable | None = None,
 ) -> DQN:
     """DQN as a recipe: Q network -> epsilon-greedy runner -> replay -> loss -> DQN."""
-    action_space = check_discrete(env, "dqn")
+    name = "rainbow" if isinstance(config, RainbowConfig) else "dqn"
+    action_space = check_discrete(env.single_action_space, name)
     obs_space = observation_space(env)
     policy = make_dqn_policy(config, obs_space, action_space, model_fn)
     policy = policy.to(device)

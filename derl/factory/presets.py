@@ -191,6 +191,11 @@ def layers(
         from_file = read_config_file(config_file)
         check_keys(config_cls, from_file, f"--config {config_file}")
         from_file = typed(config_cls, from_file, f"--config {config_file}")
+        if from_file.get("env_id", env_id) != env_id:  # it picks the presets the file goes over
+            raise UsageError(
+                f"--config {config_file} names env_id {from_file['env_id']}, but the run's is "
+                f"{env_id}; pass --env-id {from_file['env_id']}, or take env_id out of the file"
+            )
         if env_kwargs is None:
             env_kwargs = from_file.get("env_kwargs")
     found = [(f"{family} preset", family_presets.get(family, {}))]

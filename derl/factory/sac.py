@@ -60,9 +60,8 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def check_box(env: VectorEnv, name: str = "sac") -> gym.spaces.Box:
-    """The action space, if SAC (or TD3) can act in it: a 1-D Box with finite bounds."""
-    space = env.single_action_space
+def check_box(space: gym.Space, name: str = "sac") -> gym.spaces.Box:
+    """The action space, if SAC (or TD3, `name`) can act in it: a 1-D Box with finite bounds."""
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
         raise UsageError(
             f"{name} needs a continuous (Box) action space; "
@@ -100,7 +99,7 @@ def make_sac(
     model_fn: Callable | None = None,
 ) -> SAC:
     """SAC as a recipe: actor -> runner -> uniform replay -> twin critics -> SAC."""
-    action_space = check_box(env)
+    action_space = check_box(env.single_action_space)
     obs_space = observation_space_of(env)
     policy = make_sac_policy(config, obs_space, action_space, model_fn).to(device)
     runner = make_replay_runner(config, env, policy, device, logger)

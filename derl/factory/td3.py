@@ -89,7 +89,7 @@ def make_td3(
     model_fn: Callable | None = None,
 ) -> TD3:
     """TD3 as a recipe: actor -> runner -> uniform replay -> twin critics -> TD3."""
-    action_space = check_box(env, "td3")
+    action_space = check_box(env.single_action_space, "td3")
     obs_space = observation_space_of(env)
     policy = make_td3_policy(config, obs_space, action_space, model_fn).to(device)
     runner = make_replay_runner(config, env, policy, device, logger)
