@@ -209,11 +209,12 @@ def make_run(entry: dict, env_id: str, seed: int, logdir: Path) -> Run:
 
 @functools.cache
 def action_space(env_id: str, env_kwargs_json: str):
-    from derl.env.make import make_single
+    """The env's action space, made as derl makes it (a missing extra: one line)."""
+    import derl.env
 
-    env = make_single(env_id, env_kwargs=json.loads(env_kwargs_json))
+    env = derl.env.make(env_id, 1, seed=0, normalize=False, env_kwargs=json.loads(env_kwargs_json))
     try:
-        return env.action_space
+        return env.single_action_space
     finally:
         env.close()
 
