@@ -203,7 +203,17 @@ def plot(
             f"--smoothing {smoothing}: it is a trailing mean over that many points; "
             "give 1 or more (1: no smoothing)"
         )
-    configs = {run: read_config(run) for run in find_runs(paths)}
+    runs = find_runs(paths)
+    configs = {}
+    for run in runs:
+        try:
+            configs[run] = read_config(run)
+        except UsageError as exc:  # one damaged run among others: the others are still drawn
+            if len(runs) == 1:
+                raise
+            warn(f"{exc}: left out of the plot")
+    if not configs:
+        raise UsageError(f"no run at {', '.join(map(str, paths))} has a readable config.json")
     curves = {run: read_scalars(run, tag) for run in configs}
     if not any(len(steps) for steps, _ in curves.values()):
         raise UsageError(

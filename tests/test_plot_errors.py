@@ -58,6 +58,18 @@ def test_a_run_with_a_header_alone_is_left_out_with_one_warning(tmp_path, capsys
     assert err.startswith("derl: warning: ") and str(empty) in err and "left out" in err
 
 
+def test_a_run_with_a_damaged_config_is_left_out_with_one_warning(tmp_path, capsys):
+    run(tmp_path / "ok", [(100, 1.0), (200, 2.0)])
+    damaged = run(tmp_path / "damaged", [(100, 1.0)], seed=1)
+    (damaged / "config.json").write_text("{}")
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("derl: warning: ") and str(damaged) in err and "left out" in err
+    assert (tmp_path / "c.png").exists()
+    assert main(["plot", str(damaged), "--out", str(tmp_path / "d.png")]) == 2  # it alone
+    assert "is damaged" in one_line(capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("what", ["header alone", "no csv, no events"])
 def test_runs_without_any_data_are_one_line_and_exit_2(tmp_path, capsys, what):
     for seed in (0, 1):
