@@ -368,9 +368,9 @@ def run(argv: list[str]) -> int:
             "name an algorithm or a command, e.g. `derl ppo --env-id CartPole-v1`; see `derl -h`"
         )
     if argv[0] in ("-V", "--version"):
-        from derl import __version__
+        import derl
 
-        print(f"derl {__version__}")
+        print(f"derl {derl.__version__}")
         return 0
     alg, rest = argv[0], argv[1:]
     commands = {"resume": resume_command, "eval": eval_command, "plot": plot_command}
