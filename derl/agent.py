@@ -110,15 +110,10 @@ def load_state(path: str | os.PathLike) -> tuple[Path, dict]:
         return path, checkpoint.load(path)
     if not checkpoint.list_checkpoints(path):
         raise UsageError(f"no checkpoint in {path / checkpoint.CHECKPOINT_DIR}")
-    skipped: list[UsageError] = []
-    for found, state in checkpoint.newest_loadable(path):
-        if isinstance(state, checkpoint.NewerFormat):
-            raise state
-        if isinstance(state, UsageError):
-            skipped.append(state)
-            continue
-        for error in skipped:
-            print(f"derl: {error}; loading the previous checkpoint", file=sys.stderr)
+    found, state, skipped = checkpoint.newest_good(path)
+    for error in skipped if found is not None else ():
+        print(f"derl: {error}; loading the previous checkpoint", file=sys.stderr)
+    if found is not None and state is not None:
         return found, state
     raise UsageError(
         f"no checkpoint in {path / checkpoint.CHECKPOINT_DIR} can be loaded (the newest: "

@@ -261,6 +261,21 @@ def prune(logdir: str | os.PathLike, keep: int) -> None:
             part.unlink(missing_ok=True)
 
 
+def newest_good(logdir: str | os.PathLike) -> tuple[Path | None, dict | None, list[UsageError]]:
+    """(path, state) of the newest checkpoint that loads, (None, None) when none does, and the
+    errors of the newer ones skipped. A checkpoint of a newer derl is raised: an older one would
+    be used, and then overwritten."""
+    skipped: list[UsageError] = []
+    for path, state in newest_loadable(logdir):
+        if isinstance(state, NewerFormat):
+            raise state
+        if isinstance(state, UsageError):
+            skipped.append(state)
+            continue
+        return path, state, skipped
+    return None, None, skipped
+
+
 def newest_loadable(logdir: str | os.PathLike) -> Iterator[tuple[Path, dict | UsageError]]:
     """(path, state or the error it gave), newest first: resume falls back past bad files."""
     for path in reversed(list_checkpoints(logdir)):

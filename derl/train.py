@@ -534,13 +534,8 @@ def choose_checkpoint(logdir: Path) -> tuple[Path, dict, str] | None:
     """The newest checkpoint that loads (path, state, what to tell the user), None when there
     is none; UsageError when there are some but none loads (starting over would replace them)."""
     checkpoint.remove_temporary(logdir)  # under the lock: what killed writes left behind
-    skipped: list[UsageError] = []
-    for path, state in checkpoint.newest_loadable(logdir):
-        if isinstance(state, checkpoint.NewerFormat):
-            raise state  # an older checkpoint would continue, and overwrite this one
-        if isinstance(state, UsageError):
-            skipped.append(state)
-            continue
+    path, state, skipped = checkpoint.newest_good(logdir)
+    if path is not None and state is not None:
         fallbacks = [f"derl: {error}; falling back to the previous checkpoint" for error in skipped]
         return path, state, "\n".join([*fallbacks, f"derl: resuming from {path}"])
     if skipped:
