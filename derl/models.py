@@ -11,10 +11,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, Normal
 
 from derl.custom import one_line
-from derl.distributions import MultiCategorical
+from derl.distributions import Categorical, MultiCategorical
 from derl.errors import UsageError
 from derl.guard import eval_mode
 from derl.noisy import DuelingHead, NoisyLinear
