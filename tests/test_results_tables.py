@@ -103,3 +103,20 @@ def test_a_readme_results_row_matches_its_csv(name, row, env, alg):
     if solved is not None and "/" in solved:
         count = sum(r["solved"] == "yes" for r in found)
         assert solved == f"{count}/{len(found)}", f"{what}: solved {solved}, CSV {count}"
+
+
+MUJOCO = [(row, env, alg) for name, row, env, alg in ROWS if name == "mujoco"]
+
+
+@pytest.mark.parametrize("row, env, alg", MUJOCO, ids=[f"{env}-{alg}" for _, env, alg in MUJOCO])
+def test_mujoco_rows_are_bold_exactly_where_they_reach_the_best_published_figure(row, env, alg):
+    """The MuJoCo table's rule: bold at or above the best published figure in its row."""
+    mine = float(FIGURE.search(row["final eval"].replace(",", ""))["mean"])
+    published = [
+        float(match["mean"])
+        for column, cell in row.items()
+        if column.startswith(("cleanrl", "sb3 zoo"))
+        and (match := FIGURE.search(cell.replace(",", ""))) is not None
+    ]
+    assert published, f"{env} {alg}: no published figure in {row}"
+    assert ("**" in row["final eval"]) == (mine >= max(published)), (env, alg, mine, published)
