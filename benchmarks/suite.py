@@ -39,8 +39,9 @@ run again, on another day too. A killed run loses at most what it trained since 
 checkpoint: M minutes (checkpoints by the clock, besides the preset's every N steps). While the
 suite works on a run it holds an flock on LOGDIR/suite.lock, and so do its children, so a second
 suite (or a restart while an orphaned child still trains) leaves that run alone instead of
-training it twice. Ctrl-C in the terminal reaches every derl child: each writes
-a checkpoint and stops, and the suite exits with status 130.
+training it twice. Ctrl-C in the terminal, SIGINT or SIGTERM to the suite or to its process
+group: each derl child writes a checkpoint and stops (the suite passes it one SIGTERM, which derl
+takes beside a Ctrl-C as the same request), and the suite exits with status 130.
 
 The CSV columns are COLUMNS. wall_time_s is the training time summed over the suite's sittings of
 a run (measured around each derl process, saved every HEARTBEAT_S seconds in
@@ -150,22 +151,27 @@ class Suite:
             print(message, flush=True)
 
     def terminate(self, signum: int, frame: object) -> None:
-        """SIGTERM (a scheduler, `timeout`, `kill PID`) stops the suite as Ctrl-C does: one
-        SIGINT to each run, which writes a checkpoint and stops. Ctrl-C reaches the runs from
-        the terminal itself (they share the suite's process group); SIGTERM to the suite alone
-        reaches only the suite, which would otherwise wait for whole runs to end. (SIGTERM to
-        the whole group reaches the runs too: derl stops at a checkpoint on either signal, and
-        takes a second one of them as the first.) Once per run, however often it comes."""
+        """SIGTERM (a scheduler, `timeout`, `kill PID`) stops the suite as Ctrl-C does."""
+        self.stop_runs("terminated; the runs write their checkpoints and stop")
+
+    def stop_runs(self, why: str) -> None:
+        """Start no further process, and ask each run once, however often this is called, to
+        write a checkpoint and stop. A signal to the suite alone (`kill PID`, `kill -INT PID`)
+        reaches only the suite, which would otherwise wait for whole runs to end."""
         if not self.stopping.is_set():
             self.stopping.set()
-            self.say("suite: terminated; the runs write their checkpoints and stop")
+            self.say(f"suite: {why}")
         for proc in list(self.children):
             self.interrupt(proc)
 
     def interrupt(self, proc: subprocess.Popen) -> None:
+        """SIGTERM, not SIGINT: a run may have had the terminal's Ctrl-C already (it shares the
+        suite's process group), and derl takes a second SIGINT as "quit now, no checkpoint";
+        SIGTERM beside a SIGINT, or twice, is the same request to derl (derl.lifecycle). An
+        evaluation dies of it, and counts as interrupted."""
         if proc.pid not in self.signalled and proc.poll() is None:
             self.signalled.add(proc.pid)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)
 
     def run_all(self, runs: list[Run]) -> int:
         outcomes: dict[str, list[str]] = {}
@@ -177,9 +183,11 @@ class Suite:
             for future in as_completed(futures):
                 outcomes.setdefault(future.result(), []).append(futures[future].name)
         except KeyboardInterrupt:
-            self.stopping.set()
-            self.say("suite: interrupted; waiting for the runs to write their checkpoints")
-            pool.shutdown(wait=True, cancel_futures=True)
+            self.stop_runs("interrupted; the runs write their checkpoints and stop")
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+            except KeyboardInterrupt:  # Ctrl-C again: derl's runs quit at once on it, too
+                self.say("suite: interrupted again; not waiting for the runs")
             return 130
         pool.shutdown()
         summary = ", ".join(f"{len(names)} {outcome}" for outcome, names in outcomes.items())
@@ -288,7 +296,9 @@ class Suite:
             proc = self.child(run, cmd, lock, stdout=subprocess.PIPE, stderr=log, text=True)
             out, _ = proc.communicate()
         if proc.returncode != 0:
-            if proc.returncode in (130, -2):
+            if proc.returncode in (130, -2) or (
+                self.stopping.is_set() and proc.returncode == -signal.SIGTERM
+            ):
                 return "interrupted"
             self.say(f"failed   {run.name}: evaluation exit {proc.returncode}, see its log")
             line = last_line(run.logdir / LOG)

@@ -122,6 +122,10 @@ def check_entry(entry: dict, where: str) -> dict:
         name = flag.split("=")[0]
         if name in MANAGED_FLAGS:
             raise UsageError(f"{where}: set {name} with the `{MANAGED_FLAGS[name]}` key, not flags")
+        if name == "--nproc":
+            # The suite stops its runs with SIGTERM, which a data-parallel run's launcher would
+            # pass to its ranks, and they stop at a checkpoint only on SIGINT.
+            raise UsageError(f"{where}: the suite runs each run as one process; remove {flag}")
     return {"seeds": [0], "flags": [], "checkpoint_minutes": CHECKPOINT_MINUTES, **entry}
 
 

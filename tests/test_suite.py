@@ -118,6 +118,11 @@ def test_spec_resolves_to_derl_commands_with_the_logdir_convention(tmp_path):
         ),
         (
             'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n'
+            'flags = ["--nproc=2"]\n',
+            "the suite runs each run as one process; remove --nproc=2",
+        ),
+        (
+            'root = "r"\ncsv = "c"\n[[run]]\nalg = "ppo"\nenvs = ["CartPole-v1"]\n'
             'flags = ["--tau", "0.1"]\n',
             "--tau is a flag of dqn, rainbow, sac, td3, not of ppo",
         ),
@@ -325,12 +330,23 @@ def test_a_row_whose_run_had_other_flags_is_a_conflict_not_done(finished, capsys
     assert (folder / "results.csv").read_bytes() == before  # nothing trained, nothing written
 
 
-@pytest.mark.parametrize("group", [False, True])
-def test_sigterm_to_the_suite_alone_stops_its_runs_at_a_checkpoint(tmp_path, group):
-    """`kill PID` reaches the suite but not its runs: it passes them one SIGINT each, so they
-    write a checkpoint and stop, and the suite exits 130 at once instead of waiting for whole
-    runs. `timeout` and schedulers signal the whole process group, `timeout` twice: the runs
-    get SIGTERM themselves besides the suite's SIGINT, and still stop at a checkpoint."""
+@pytest.mark.parametrize(
+    "signum, group",
+    [
+        (signal.SIGTERM, False),
+        (signal.SIGTERM, True),
+        (signal.SIGINT, False),
+        (signal.SIGINT, True),
+    ],
+    ids=["kill-pid", "timeout-group", "kill-int-pid", "ctrl-c"],
+)
+def test_a_signal_to_the_suite_or_its_group_stops_its_runs_at_a_checkpoint(tmp_path, signum, group):
+    """`kill PID` or `kill -INT PID` reaches the suite but not its runs: it passes them one
+    SIGTERM each, so they write a checkpoint and stop, and the suite exits 130 at once instead
+    of waiting for whole runs. `timeout` and schedulers signal the whole process group,
+    `timeout` twice, and Ctrl-C does so once: the runs get the signal themselves besides the
+    suite's SIGTERM, and still stop at a checkpoint (a second SIGINT would make derl quit
+    without one)."""
     spec = tmp_path / "long.toml"
     spec.write_text(
         TINY.format(root=tmp_path / "runs", csv=tmp_path / "results.csv", seeds=[0]).replace(
@@ -343,13 +359,15 @@ def test_sigterm_to_the_suite_alone_stops_its_runs_at_a_checkpoint(tmp_path, gro
     )
     wait_for_a_checkpoint(tmp_path / "runs", proc)
     if group:
-        os.killpg(proc.pid, signal.SIGTERM)
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signum)
+        if signum == signal.SIGTERM:
+            os.killpg(proc.pid, signum)
     else:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
-    assert "terminated" in out and not (tmp_path / "results.csv").exists()
+    said = "terminated" if signum == signal.SIGTERM else "interrupted"
+    assert f"suite: {said}; the runs write" in out and not (tmp_path / "results.csv").exists()
     logdir = tmp_path / "runs" / "CartPole-v1" / "ppo-seed0"
     log = (logdir / "suite.log").read_text()
     assert log.count("derl: stopping after this update to write a checkpoint") == 1
