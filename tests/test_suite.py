@@ -195,6 +195,19 @@ def test_a_row_is_appended_whole_and_only_complete_rows_are_read(tmp_path):
     assert path.read_text().count("\n") == 4  # header, row, the half line, row
 
 
+@contextlib.contextmanager
+def suite_process(cmd: list[str], **kwargs):
+    """The suite started in a process group of its own, which is SIGKILLed on the way out: a
+    test that fails midway leaves no run training on (a 2M-step one, in the signal test)."""
+    proc = subprocess.Popen(cmd, start_new_session=True, **kwargs)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the suite and its runs are gone
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def wait_for_a_checkpoint(root: Path, proc, timeout=120) -> None:
     deadline = time.monotonic() + timeout
     while not list(root.glob("*/*/checkpoints/step-*.pt")):
@@ -242,8 +255,10 @@ def finished(tmp_path_factory):
     folder = tmp_path_factory.mktemp("suite")
     spec = write_spec(folder)
     cmd = [sys.executable, str(BENCHMARKS / "suite.py"), "run", str(spec), "--jobs", "2"]
-    with open(folder / "first.out", "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    with (
+        open(folder / "first.out", "w") as out,
+        suite_process(cmd, stdout=out, stderr=subprocess.STDOUT) as proc,
+    ):
         wait_for_a_checkpoint(folder / "runs", proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -354,17 +369,15 @@ def test_a_signal_to_the_suite_or_its_group_stops_its_runs_at_a_checkpoint(tmp_p
         )
     )
     cmd = [sys.executable, str(BENCHMARKS / "suite.py"), "run", str(spec)]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    wait_for_a_checkpoint(tmp_path / "runs", proc)
-    if group:
-        os.killpg(proc.pid, signum)
-        if signum == signal.SIGTERM:
+    with suite_process(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        wait_for_a_checkpoint(tmp_path / "runs", proc)
+        if group:
             os.killpg(proc.pid, signum)
-    else:
-        proc.send_signal(signum)
-    out, _ = proc.communicate(timeout=60)
+            if signum == signal.SIGTERM:
+                os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     said = "terminated" if signum == signal.SIGTERM else "interrupted"
     assert f"suite: {said}; the runs write" in out and not (tmp_path / "results.csv").exists()
