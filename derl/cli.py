@@ -301,9 +301,10 @@ def eval_command(argv: list[str]) -> int:
 
     agent = load(args.path, device=args.device)
     returns = evaluate(agent, args.episodes, args.seed, args.deterministic)
+    # min and max: one bad episode (a cheetah on its back) hides in a wide std otherwise
     print(
         f"{agent.config.env_id}: mean return {returns.mean():.2f} +/- {returns.std():.2f} "
-        f"over {len(returns)} episodes"
+        f"over {len(returns)} episodes (min {returns.min():.2f}, max {returns.max():.2f})"
     )
     if args.video:
         episode_return = record_video(

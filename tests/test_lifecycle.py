@@ -285,7 +285,11 @@ def test_eval_prints_mean_and_writes_playable_videos(tmp_path, capsys):
         )
         == 0
     )
-    assert "mean return" in capsys.readouterr().out
+    # "CartPole-v1: mean return M +/- S over 2 episodes (min A, max B)"
+    words = capsys.readouterr().out.split()
+    at = words.index("return")
+    mean, low, high = (float(words[i].strip(",)")) for i in (at + 1, at + 8, at + 10))
+    assert words[at + 7 : at + 10 : 2] == ["(min", "max"] and low <= mean <= high
     frames = iio.imread(video)
     assert frames.ndim == 4 and frames.shape[0] > 5 and frames.std() > 0
 
