@@ -269,7 +269,7 @@ def eval_command(argv: list[str]) -> int:
     )
     parser.set_defaults(deterministic=True)
     parser.add_argument("--seed", type=integer, default=10_000, help="seed of the eval env")
-    parser.add_argument("--video", help="film one episode to this .mp4 or .gif")
+    parser.add_argument("--video", help="film the first evaluated episode to this .mp4 or .gif")
     parser.add_argument(
         "--video-steps",
         type=integer,

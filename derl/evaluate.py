@@ -56,12 +56,17 @@ def film_episode(
     agent, seed: int = 10_000, deterministic: bool = True, max_steps: int = 5_000
 ) -> tuple[np.ndarray, float, float]:
     """One episode (Atari: one whole game) as frames (T, H, W, 3), the frames per second to play
-    them at, and its return (nan when `max_steps` ended the film first)."""
+    them at, and its return (nan when `max_steps` ended the film first).
+
+    It is the first episode `evaluate(agent, n, seed)` runs: that env is seeded by a reset when it
+    is made, and its episodes start at the reset after, so this one is too. A deterministic
+    policy then films the episode whose return `derl eval` reports first."""
     config = agent.config
     env = make_single(config.env_id, "rgb_array", config.env_kwargs, agent.env_fn)
     try:  # a failing render or policy must not leave a renderer (an EGL context) open
         follow_with_camera(env)
-        obs, _ = env.reset(seed=seed)
+        env.reset(seed=seed)
+        obs, _ = env.reset()
         frames, episode_return = [env.render()], float("nan")
         with eval_mode(agent.policy):
             for _ in range(max_steps):

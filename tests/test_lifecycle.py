@@ -18,6 +18,7 @@ from conftest import scalars
 import derl
 from derl import checkpoint
 from derl.cli import main
+from derl.evaluate import evaluate, film_episode
 from derl.logger import Logger
 from derl.train import resume
 
@@ -292,6 +293,17 @@ def test_eval_prints_mean_and_writes_playable_videos(tmp_path, capsys):
     assert words[at + 7 : at + 10 : 2] == ["(min", "max"] and low <= mean <= high
     frames = iio.imread(video)
     assert frames.ndim == 4 and frames.shape[0] > 5 and frames.std() > 0
+
+
+def test_the_video_films_the_first_evaluated_episode(tmp_path):
+    """`derl eval --video` prints the return of the episode it filmed: the evaluation's first
+    one, whose return it printed (it filmed another episode from the same seed before)."""
+    derl.train(config(tmp_path / "run", "Pendulum-v1", num_train_steps=1024), progress=False)
+    agent = derl.load(tmp_path / "run")
+    first, second = evaluate(agent, 2, seed=123)
+    assert first != second  # Pendulum's episodes start from random angles: the check can fail
+    frames, _, filmed_return = film_episode(agent, seed=123, max_steps=250)
+    assert filmed_return == pytest.approx(first, rel=1e-6) and len(frames) == 201
 
 
 def test_atari_eval_films_the_game(tmp_path):
