@@ -5,6 +5,8 @@ import copy
 import torch
 
 import derl
+from derl import optim
+from derl.alg.base import clip_grad_norm
 from derl.optim import RMSpropTF
 
 
@@ -48,3 +50,66 @@ def test_torch_rmsprop_moves_far_more_early_on():
 def test_atari_preset_uses_tensorflow_rmsprop():
     assert derl.make_config("a2c", "BreakoutNoFrameskip-v4").rmsprop_tf
     assert not derl.make_config("a2c", "CartPole-v1").rmsprop_tf
+
+
+def twin_adams(**kwargs):
+    """Two torch Adams over equal copies of a small MLP's parameter shapes."""
+    torch.manual_seed(0)
+    shapes = [(64, 4), (64,), (64, 64), (64,), (2, 64), (2,)]
+    a = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    return a, torch.optim.Adam(a, **kwargs), b, torch.optim.Adam(b, **kwargs)
+
+
+def test_optim_step_is_torchs_fused_adam_bit_for_bit():
+    a, torch_adam, b, adam = twin_adams(lr=1e-3, eps=1e-5, weight_decay=0.01, fused=True)
+    for i in range(30):
+        grads = [torch.randn_like(p) for p in a]
+        for p, q, g in zip(a, b, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        for opt in (torch_adam, adam):
+            opt.param_groups[0]["lr"] = 1e-3 * (1 - i / 30)  # an annealed lr
+        torch_adam.step()
+        optim.step(adam)
+        assert i == 0 or optim.fused_adam_ready(adam)  # the first step makes torch's state
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    for s, t in zip(torch_adam.state.values(), adam.state.values(), strict=True):
+        assert all(torch.equal(s[k], t[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_optim_step_leaves_what_it_does_not_cover_to_torch():
+    a, _, b, adam = twin_adams(lr=1e-3, fused=True)
+    for p in b:
+        p.grad = torch.ones_like(p)
+    assert not optim.fused_adam_ready(adam)  # no state before the first step
+    optim.step(adam)
+    assert optim.fused_adam_ready(adam)
+    b[0].grad = None  # a parameter without a gradient: torch skips it
+    assert not optim.fused_adam_ready(adam)
+    b[0].grad = torch.ones_like(b[0])
+    calls = []
+    handle = adam.register_step_pre_hook(lambda *args: calls.append(1))
+    assert not optim.fused_adam_ready(adam)
+    optim.step(adam)
+    assert calls == [1]  # the hook ran: torch's step took it
+    handle.remove()
+    for kwargs in (dict(fused=False), dict(fused=True, amsgrad=True)):
+        _, _, c, other = twin_adams(lr=1e-3, **kwargs)
+        for p in c:
+            p.grad = torch.ones_like(p)
+        optim.step(other)
+        assert not optim.fused_adam_ready(other)
+
+
+def test_clip_grad_norm_is_torchs():
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(8, 4)), torch.nn.Parameter(torch.randn(4))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    for max_norm in (0.5, 1e3, float("inf")):
+        grads = [torch.randn_like(p) * 3 for p in a]
+        for p, q, g in zip(a, b, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        expected = torch.nn.utils.clip_grad_norm_(a, max_norm, foreach=True)
+        assert torch.equal(clip_grad_norm(b, max_norm), expected)
+        assert all(torch.equal(p.grad, q.grad) for p, q in zip(a, b, strict=True))
+    assert float(expected) > 0.5  # the first case clipped

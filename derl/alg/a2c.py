@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from derl.alg.base import AlgLoss, explained_variance
+from derl.alg.base import AlgLoss, entropy_bonus, explained_variance
 from derl.policies import ActorCriticPolicy
 from derl.types import Batch, LossOutput
 
@@ -26,8 +26,10 @@ class A2CLoss(AlgLoss):
         dist, values = self.policy(batch.obs)
         policy_loss = -(dist.log_prob(actions) * advantages).mean()
         value_loss = 0.5 * (values - value_targets).pow(2).mean()
-        entropy = dist.entropy().mean()
-        loss = policy_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
+        loss = policy_loss + self.value_loss_coef * value_loss
+        entropy = entropy_bonus(dist, self.entropy_coef)
+        if entropy.requires_grad:
+            loss = loss - self.entropy_coef * entropy
         return LossOutput(
             loss,
             {

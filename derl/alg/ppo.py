@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from derl.alg.base import AlgLoss, explained_variance
+from derl.alg.base import AlgLoss, entropy_bonus, explained_variance
 from derl.policies import ActorCriticPolicy
 from derl.types import Batch, LossOutput
 
@@ -40,8 +40,10 @@ class PPOLoss(AlgLoss):
             value_loss = torch.max(value_loss, (clipped - value_targets).pow(2))
         value_loss = 0.5 * value_loss.mean()
 
-        entropy = dist.entropy().mean()
-        loss = policy_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
+        loss = policy_loss + self.value_loss_coef * value_loss
+        entropy = entropy_bonus(dist, self.entropy_coef)
+        if entropy.requires_grad:
+            loss = loss - self.entropy_coef * entropy
         with torch.no_grad():  # KL estimator k3 from http://joschu.net/blog/kl-approx.html
             approx_kl = ((ratio - 1) - log_ratio).mean()
             clip_fraction = ((ratio - 1).abs() > eps).float().mean()

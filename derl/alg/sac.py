@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from derl import optim
 from derl.alg.base import Algorithm, polyak_update
 from derl.distributed import average_gradients
 from derl.models import TwinQ
@@ -123,10 +124,10 @@ class SAC(Algorithm):
             target = soft_q_target(returns, discounts, next_q1, next_q2, next_log_prob, self.alpha)
         q1, q2 = self.critic(batch.obs, actions)
         loss = critic_loss(q1, q2, target, weights)
-        self.critic_optimizer.zero_grad(set_to_none=True)
+        optim.zero_grad(self.critic_optimizer)
         loss.backward()
         average_gradients(self.critic_params)  # over data-parallel ranks (derl.distributed)
-        self.critic_optimizer.step()
+        optim.step(self.critic_optimizer)
         return {"q1": q1.detach().mean(), "q2": q2.detach().mean(), "critic_loss": loss.detach()}
 
     def update_actor(self, obs: Tensor) -> dict:
@@ -136,20 +137,20 @@ class SAC(Algorithm):
         set_requires_grad(self.critic_params, True)
         alpha = self.alpha
         loss = actor_loss(log_prob, q1, q2, alpha)
-        self.actor_optimizer.zero_grad(set_to_none=True)
+        optim.zero_grad(self.actor_optimizer)
         loss.backward()
         entropy = -log_prob.detach().mean()
         metrics = {"actor_loss": loss.detach(), "alpha": alpha, "entropy": entropy}
         if self.alpha_optimizer is not None:  # its loss sees log_prob detached: either order
             alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-            self.alpha_optimizer.zero_grad(set_to_none=True)
+            optim.zero_grad(self.alpha_optimizer)
             alpha_loss.backward()
             metrics["alpha_loss"] = alpha_loss.detach()
         # Data-parallel ranks: one all-reduce for the actor's and the temperature's gradients.
         average_gradients([*self.policy.parameters(), self.log_alpha])
-        self.actor_optimizer.step()
+        optim.step(self.actor_optimizer)
         if self.alpha_optimizer is not None:
-            self.alpha_optimizer.step()
+            optim.step(self.alpha_optimizer)
         return metrics
 
     def update_target(self) -> None:

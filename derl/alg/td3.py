@@ -14,6 +14,7 @@ from typing import cast
 import torch
 from torch import Tensor
 
+from derl import optim
 from derl.alg.base import Algorithm, polyak_update
 from derl.alg.sac import critic_loss, set_requires_grad
 from derl.distributed import average_gradients
@@ -69,10 +70,10 @@ class TD3(Algorithm):
             target = td3_target(returns, discounts, next_q1, next_q2)
         q1, q2 = self.critic(batch.obs, actions)
         loss = critic_loss(q1, q2, target, weights)
-        self.critic_optimizer.zero_grad(set_to_none=True)
+        optim.zero_grad(self.critic_optimizer)
         loss.backward()
         average_gradients(self.critic_params)  # over data-parallel ranks (derl.distributed)
-        self.critic_optimizer.step()
+        optim.step(self.critic_optimizer)
         self.num_updates += 1
         metrics = {"q1": q1.detach().mean(), "q2": q2.detach().mean(), "critic_loss": loss.detach()}
         if self.num_updates % self.policy_frequency == 0:
@@ -91,10 +92,10 @@ class TD3(Algorithm):
         )
         set_requires_grad(self.critic_params, True)
         loss = -q1.mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
+        optim.zero_grad(self.actor_optimizer)
         loss.backward()
         average_gradients(self.policy.parameters())
-        self.actor_optimizer.step()
+        optim.step(self.actor_optimizer)
         return loss.detach()
 
     def state_dict(self) -> dict:

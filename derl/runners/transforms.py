@@ -74,7 +74,13 @@ class NormalizeAdvantages:
 
     def __init__(self, eps: float = 1e-8):
         self.eps = eps
+        self.last: tuple[Batch, Batch] | None = None
 
     def __call__(self, batch: Batch) -> Batch:
+        # With one minibatch per epoch, Minibatches hands over the same batch every epoch.
+        if self.last is not None and self.last[0] is batch:
+            return self.last[1]
         (adv,) = batch.require("advantages")
-        return batch.replace(advantages=(adv - adv.mean()) / (adv.std() + self.eps))
+        normalized = batch.replace(advantages=(adv - adv.mean()) / (adv.std() + self.eps))
+        self.last = (batch, normalized)
+        return normalized
