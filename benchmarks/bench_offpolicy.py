@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from isolated import isolated  # noqa: E402
+from paired import PAIRED_NOTE, paired_ratio  # noqa: E402
 
 # (algorithm, env id, overrides of derl's preset): short budgets that a 2-core machine runs in
 # minutes; buffers and learning starts shrunk where the preset's would not fill in that time.
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         alg, env_id, overrides = RUNS[run]
         spec = (alg, env_id, {**overrides, "device": args.device})
         best: dict[str, tuple[int, float]] = {}
+        rates: dict[str, list[float | None]] = {}  # steps/s of each round (None: failed)
         for _ in range(args.repeats):
             runs = [(f"derl {v}", run_derl, (v,)) for v in args.variants]
             for lib, fn, extra in [*runs, ("sb3", run_sb3, ())]:
@@ -219,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
                     steps, seconds = isolated(fn, *spec, *extra, threads=args.threads)
                 except RuntimeError as exc:
                     print(f"{run} {lib}: FAILED: {exc}", flush=True)
+                    rates.setdefault(lib, []).append(None)
                     continue
+                rates.setdefault(lib, []).append(steps / seconds)
                 print(f"{run} {lib}: {steps} steps in {seconds:.1f} s", flush=True)
                 if lib not in best or steps / seconds > best[lib][0] / best[lib][1]:
                     best[lib] = (steps, seconds)
@@ -227,10 +231,20 @@ def main(argv: list[str] | None = None) -> None:
         for lib, (steps, seconds) in best.items():
             ratio = f"{sps[lib] / sps['sb3']:.2f}x" if lib != "sb3" and "sb3" in sps else ""
             row = f"| {alg} | {env_id} | {lib} | {steps} | {seconds:.1f} | {sps[lib]:.0f} |"
-            rows.append(f"{row} {ratio} |")
-    print("\n| run | env | library | env steps | wall s | steps/s | derl/SB3 |")
-    print("|---|---|---|---:|---:|---:|---:|")
+            row = f"{row} {ratio} |"
+            if args.repeats > 1:
+                paired = paired_ratio(rates[lib], rates["sb3"]) if ratio else None
+                row += f" {paired:.2f}x |" if paired is not None else " |"
+            rows.append(row)
+    paired_column = args.repeats > 1
+    print(
+        "\n| run | env | library | env steps | wall s | steps/s | derl/SB3 |"
+        + " paired |" * paired_column
+    )
+    print("|---|---|---|---:|---:|---:|---:|" + "---:|" * paired_column)
     print("\n".join(rows))
+    if paired_column:
+        print(PAIRED_NOTE)
     import torch
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -52,6 +52,7 @@ from derl.env.families import family
 
 sys.path.insert(0, str(Path(__file__).parent))
 from isolated import isolated  # noqa: E402
+from paired import PAIRED_NOTE, paired_ratio  # noqa: E402
 
 gym.register_envs(ale_py)
 
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         alg, env_id = RUNS[name]
         steps = args.steps_cartpole if "cartpole" in name else args.steps_breakout
         results: dict[str, tuple[int, float, float]] = {}
+        rates: dict[str, list[float | None]] = {}  # steps/s of each round (None: failed)
         for _ in range(args.repeats):
             runs = [(f"derl {v}", run_derl, (v,)) for v in args.variants]
             baseline = [] if args.skip_sb3 else [("sb3", run_sb3, ())]
@@ -247,7 +249,9 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 except RuntimeError as exc:
                     print(f"{alg} {env_id:24s} {lib:20s} FAILED: {exc}", flush=True)
+                    rates.setdefault(lib, []).append(None)
                     continue
+                rates.setdefault(lib, []).append(taken / seconds)
                 if lib not in results or seconds < results[lib][1]:
                     results[lib] = (taken, seconds, taken / seconds)
                 print(
@@ -257,13 +261,23 @@ def main(argv: list[str] | None = None) -> None:
                 )
         for lib, (taken, seconds, sps) in results.items():
             ratio = sps / results["sb3"][2] if lib != "sb3" and "sb3" in results else None
-            rows.append((f"{alg} {env_id}", lib, taken, seconds, sps, ratio))
+            paired = paired_ratio(rates[lib], rates["sb3"]) if ratio is not None else None
+            rows.append((f"{alg} {env_id}", lib, taken, seconds, sps, ratio, paired))
 
-    print("\n| run | library | env steps | wall s | steps/s | derl/SB3 |")
-    print("|---|---|---:|---:|---:|---:|")
-    for env_id, lib, taken, seconds, sps, ratio in rows:
+    paired_column = args.repeats > 1
+    print(
+        "\n| run | library | env steps | wall s | steps/s | derl/SB3 |"
+        + " paired |" * paired_column
+    )
+    print("|---|---|---:|---:|---:|---:|" + "---:|" * paired_column)
+    for env_id, lib, taken, seconds, sps, ratio, paired in rows:
         r = f"{ratio:.2f}x" if ratio is not None else ""
-        print(f"| {env_id} | {lib} | {taken} | {seconds:.1f} | {sps:.0f} | {r} |")
+        line = f"| {env_id} | {lib} | {taken} | {seconds:.1f} | {sps:.0f} | {r} |"
+        if paired_column:
+            line += f" {paired:.2f}x |" if paired is not None else " |"
+        print(line)
+    if paired_column:
+        print(PAIRED_NOTE)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"\ndevice={args.device} torch_threads={threads} cpus={os.cpu_count()} "
