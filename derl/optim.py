@@ -81,7 +81,7 @@ def fused_adam_ready(optimizer: Optimizer) -> bool:
             return False
         kinds = set()
         for p in group["params"]:
-            if p.grad is None or p.grad.is_sparse or not optimizer.state[p]:
+            if p.grad is None or p.grad.is_sparse or not optimizer.state.get(p):
                 return False
             kinds.add((p.device, p.dtype))
         if len(kinds) > 1:
